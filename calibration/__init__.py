@@ -1,0 +1,1 @@
+"""Calibration: INT8 calibration sets and per-class reject thresholds."""

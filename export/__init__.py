@@ -1,0 +1,1 @@
+"""Export stage: fuse, ONNX export, simplify, FP16, INT8 Q/DQ, engine build and inspection."""

@@ -1,0 +1,243 @@
+"""Deploy bundles: a folder with `manifest.json`, the model ONNX files and a report.
+
+The manifest records what every stage needs to agree on (model, classes, input layout,
+normalisation, precision, output names, thresholds) and the sha256 of every other file.
+`load_bundle` verifies all checksums, so a tampered or truncated bundle is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lineside import __version__
+from lineside.atomic import atomic_directory, atomic_write_json
+from lineside.errors import LinesideError
+
+BUNDLE_FORMAT = "lineside-bundle"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (ints, or a string for a dynamic axis) and numpy dtype name of a graph tensor."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    dtype: str
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TensorSpec:
+        return cls(name=str(raw["name"]), shape=tuple(raw["shape"]), dtype=str(raw["dtype"]))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a runtime needs to know about a bundle; serialised as manifest.json.
+
+    The input is always a uint8 NHWC BGR image of `input_size` (height, width); pre-processing
+    (RGB, normalisation with `mean`/`std`, NCHW) lives inside the graph.
+    """
+
+    model: str
+    preset: str
+    classes: tuple[str, ...]
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    precision: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    model_file: str = "model.onnx"
+    cpu_model_file: str | None = None
+    dynamic_batch: bool = False
+    thresholds: dict[str, float] = field(default_factory=dict)
+    training_metrics: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    lineside_version: str = __version__
+    created: str = ""
+    format: str = BUNDLE_FORMAT
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def model_sha256(self) -> str:
+        """sha256 of the engine-facing ONNX; engines record it to detect a mismatched bundle."""
+        return self.files[self.model_file]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Manifest:
+        """Parse a manifest dict; raises LinesideError on a foreign or newer format."""
+        if raw.get("format") != BUNDLE_FORMAT:
+            raise LinesideError(f"not a lineside bundle manifest (format={raw.get('format')!r})")
+        if int(raw.get("format_version", 0)) > FORMAT_VERSION:
+            raise LinesideError(
+                f"bundle format {raw['format_version']} is newer than this lineside supports ({FORMAT_VERSION}): upgrade lineside"
+            )
+        try:
+            return cls(
+                model=str(raw["model"]),
+                preset=str(raw["preset"]),
+                classes=tuple(raw["classes"]),
+                input_size=(int(raw["input_size"][0]), int(raw["input_size"][1])),
+                mean=tuple(float(v) for v in raw["mean"]),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in raw["std"]),  # type: ignore[arg-type]
+                precision=str(raw["precision"]),
+                inputs=tuple(TensorSpec.from_dict(t) for t in raw["inputs"]),
+                outputs=tuple(TensorSpec.from_dict(t) for t in raw["outputs"]),
+                model_file=str(raw.get("model_file", "model.onnx")),
+                cpu_model_file=raw.get("cpu_model_file"),
+                dynamic_batch=bool(raw.get("dynamic_batch", False)),
+                thresholds={str(k): float(v) for k, v in raw.get("thresholds", {}).items()},
+                training_metrics=dict(raw.get("training_metrics", {})),
+                files={str(k): str(v) for k, v in raw.get("files", {}).items()},
+                lineside_version=str(raw.get("lineside_version", "")),
+                created=str(raw.get("created", "")),
+                format_version=int(raw["format_version"]),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise LinesideError(f"bundle manifest is incomplete or malformed: {exc!r}") from exc
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded, checksum-verified bundle."""
+
+    path: Path
+    manifest: Manifest
+
+    def file(self, name: str) -> Path:
+        """Path of a file listed in the manifest."""
+        if name not in self.manifest.files:
+            raise LinesideError(f"{name} is not part of bundle {self.path}")
+        return self.path / name
+
+    @property
+    def model_path(self) -> Path:
+        return self.file(self.manifest.model_file)
+
+    def threshold_for(self, class_name: str | None) -> float | None:
+        """The calibrated reject threshold of a class (or the only class), None if uncalibrated."""
+        thresholds = self.manifest.thresholds
+        if class_name is None:
+            if len(thresholds) == 1:
+                return next(iter(thresholds.values()))
+            return thresholds.get("*")
+        return thresholds.get(class_name, thresholds.get("*"))
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """Read BUNDLE/manifest.json without verifying file checksums."""
+    manifest_path = Path(path) / MANIFEST_NAME
+    if not Path(path).is_dir():
+        raise LinesideError(f"bundle folder not found: {path}")
+    if not manifest_path.is_file():
+        raise LinesideError(f"{path} is not a bundle: {MANIFEST_NAME} is missing")
+    try:
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LinesideError(f"{manifest_path} is corrupt: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise LinesideError(f"{manifest_path} is corrupt: expected a JSON object")
+    return Manifest.from_dict(raw)
+
+
+def verify_files(path: str | Path, manifest: Manifest) -> None:
+    """Check every listed file exists and matches its sha256; raises LinesideError otherwise."""
+    root = Path(path)
+    if manifest.model_file not in manifest.files:
+        raise LinesideError(f"bundle {root} lists no checksum for its model {manifest.model_file}")
+    for name, expected in manifest.files.items():
+        file_path = root / name
+        if not file_path.is_file():
+            raise LinesideError(f"bundle {root} is incomplete: {name} is missing")
+        actual = sha256_file(file_path)
+        if actual != expected:
+            raise LinesideError(
+                f"bundle {root} is corrupt or was modified: sha256 of {name} is {actual[:12]}..., "
+                f"manifest says {expected[:12]}... (re-export or re-copy the bundle)"
+            )
+
+
+def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
+    """Read and (by default) checksum-verify a bundle folder."""
+    manifest = read_manifest(path)
+    if verify:
+        verify_files(path, manifest)
+    return Bundle(path=Path(path), manifest=manifest)
+
+
+def write_bundle(
+    out: str | Path,
+    manifest: Manifest,
+    files: dict[str, str | Path | bytes],
+    *,
+    force: bool = False,
+) -> Bundle:
+    """Write a bundle atomically: files are staged, hashed, then the folder is moved into place.
+
+    `files` maps names inside the bundle to source paths or bytes. An existing `out` is only
+    replaced with `force`; without it LinesideError is raised and nothing is touched.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise LinesideError(f"{out} already exists: choose another --out or pass --force to replace it")
+    if manifest.model_file not in files:
+        raise LinesideError(f"bundle files must include the model {manifest.model_file}")
+    with atomic_directory(out, overwrite=force) as staging:
+        hashes: dict[str, str] = {}
+        for name, source in files.items():
+            if name == MANIFEST_NAME or "/" in name or name.startswith("."):
+                raise ValueError(f"invalid bundle file name {name!r}")
+            destination = staging / name
+            if isinstance(source, bytes):
+                destination.write_bytes(source)
+            else:
+                shutil.copyfile(source, destination)
+            hashes[name] = sha256_file(destination)
+        final = dataclasses.replace(
+            manifest,
+            files=hashes,
+            created=manifest.created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        atomic_write_json(staging / MANIFEST_NAME, final.to_dict())
+    return Bundle(path=out, manifest=final)
+
+
+def update_bundle(path: str | Path, *, replace_files: dict[str, bytes] | None = None, **changes: Any) -> Bundle:
+    """Change manifest fields (e.g. thresholds) and optionally rewrite listed files, atomically.
+
+    The bundle is verified first. Each replaced file is written atomically before the manifest, so
+    an interruption leaves either the old manifest (and a checksum error naming the file) or the new one.
+    """
+    from lineside.atomic import atomic_write_bytes
+
+    bundle = load_bundle(path)
+    hashes = dict(bundle.manifest.files)
+    for name, data in (replace_files or {}).items():
+        if name not in hashes:
+            raise LinesideError(f"{name} is not part of bundle {path}")
+        atomic_write_bytes(bundle.path / name, data)
+        hashes[name] = hashlib.sha256(data).hexdigest()
+    manifest = dataclasses.replace(bundle.manifest, files=hashes, **changes)
+    atomic_write_json(bundle.path / MANIFEST_NAME, manifest.to_dict())
+    return Bundle(path=bundle.path, manifest=manifest)

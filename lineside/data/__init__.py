@@ -1,0 +1,1 @@
+"""Data set readers (MVTec-AD, VisA, plain folders) and image loading."""

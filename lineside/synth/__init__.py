@@ -1,0 +1,1 @@
+"""Deterministic synthetic inspection scenes with exact defect masks."""

@@ -1,0 +1,1 @@
+"""Line-side runtime: sources, backends, actuators, scheduling, results log. Never imports torch."""

@@ -1,0 +1,1 @@
+"""Reject-signal outputs selected by URL (serial, Modbus, GPIO, log)."""

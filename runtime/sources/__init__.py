@@ -1,0 +1,1 @@
+"""Frame sources (OpenCV capture, GStreamer, image-folder replay)."""

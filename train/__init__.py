@@ -1,0 +1,1 @@
+"""Training stage: backbones, models (CRR, RLR), defect synthesis, loops, evaluation. Needs torch."""

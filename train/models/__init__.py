@@ -1,0 +1,1 @@
+"""Anomaly models behind one registry (`MODELS`)."""
