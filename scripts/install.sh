@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install lineside for development on a fresh Debian/Ubuntu machine (CPU only):
+#   Debian tools the tests and the demo use (socat: virtual serial pairs; openssh-server: deploy tests),
+#   a virtual environment in .venv with PyTorch (CPU use), ONNX tooling, TensorRT-RTX (AOT engine builds),
+#   PLC libraries and the test tools, and lineside itself in editable mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v socat >/dev/null || missing+=(socat)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh >/dev/null || missing+=(openssh-client)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else sudo=(false); fi
+    echo "installing Debian packages: ${missing[*]}"
+    if ! { "${sudo[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}"; }; then
+        echo "warning: could not install ${missing[*]}; serial/deploy tests will be skipped" >&2
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -d .venv ] || "$PYTHON" -m venv .venv
+# shellcheck disable=SC1091
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+# torchvision (needed by timm) pairs with this torch build; it runs on the CPU.
+python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+python -m pip install -q -e ".[train,export,tensorrt-rtx,plc,deploy,report,dev]"
+echo "lineside installed: $(lineside --version)  (activate with: . .venv/bin/activate)"
