@@ -1,1 +1,3 @@
 """Anomaly models behind one registry (`MODELS`)."""
+
+from lineside.train.models import rlr  # noqa: F401  (registers MODELS["rlr"])

@@ -1,0 +1,109 @@
+"""The masked local attention of RLR against an independent unfold-based local-attention reference."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lineside.train.models.local_attention import MASK_VALUE, MaskedAttention, window_mask
+
+torch.set_num_threads(1)
+
+
+def test_window_mask_counts_neighbours_clipped_at_borders() -> None:
+    mask = window_mask(6, 9, 5, inside=True)  # (54, 54)
+    allowed = (mask == 0).sum(dim=1).reshape(6, 9)
+    assert allowed[0, 0] == 9  # corner: 3x3 of the 5x5 window is inside the grid
+    assert allowed[3, 4] == 25  # interior
+    assert allowed[0, 4] == 15  # top edge: 3 rows x 5 cols
+    outside = window_mask(6, 9, 5, inside=False)
+    assert torch.equal((outside == 0), (mask != 0))
+    assert set(mask.unique().tolist()) == {0.0, MASK_VALUE}
+
+
+def test_window_mask_refuses_a_window_that_leaves_nothing() -> None:
+    with pytest.raises(ValueError, match="nothing to attend"):
+        window_mask(4, 4, 5, inside=False)
+    with pytest.raises(ValueError, match="odd"):
+        window_mask(8, 8, 4, inside=True)
+
+
+def _unfold_reference(
+    attn: MaskedAttention,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    grid: tuple[int, int],
+    window: int,
+    inside: bool,
+) -> torch.Tensor:
+    """Local attention computed window by window with F.unfold, in float64, no (L, L) mask anywhere."""
+    attn = copy.deepcopy(attn).double()
+    height, width = grid
+    heads = attn.heads
+    batch, length, dim = query.shape
+    head_dim = dim // heads
+
+    def split(x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B*h, L, d)
+        x = x.double().expand(batch, -1, -1)
+        return x.reshape(batch, length, heads, head_dim).transpose(1, 2).reshape(batch * heads, length, head_dim)
+
+    q, k, v = split(attn.q_proj(query.double())), split(attn.k_proj(key.double())), split(attn.v_proj(value.double()))
+    pad = window // 2
+
+    def neighbours(x: torch.Tensor) -> torch.Tensor:  # (B*h, L, d) -> (B*h, L, K, d)
+        image = x.transpose(1, 2).reshape(-1, head_dim, height, width)
+        cols = F.unfold(image, window, padding=pad)  # (B*h, d*K, L)
+        return cols.reshape(-1, head_dim, window * window, length).permute(0, 3, 2, 1)
+
+    valid = F.unfold(torch.ones(1, 1, height, width, dtype=torch.float64), window, padding=pad)[0].T > 0  # (L, K)
+    scale = head_dim**-0.5
+    local_logits = torch.einsum("nld,nlkd->nlk", q, neighbours(k)) * scale  # (B*h, L, K)
+    if inside:
+        weights = local_logits.masked_fill(~valid, float("-inf")).softmax(dim=-1)
+        out = torch.einsum("nlk,nlkd->nld", weights, neighbours(v))
+    else:  # everything except the window: full softmax sums minus the window's share
+        full_logits = q @ k.transpose(1, 2) * scale  # (B*h, L, L)
+        shift = full_logits.amax(dim=-1, keepdim=True)
+        all_e = (full_logits - shift).exp()
+        win_e = (local_logits - shift).exp() * valid
+        numerator = all_e @ v - torch.einsum("nlk,nlkd->nld", win_e, neighbours(v))
+        out = numerator / (all_e.sum(dim=-1) - win_e.sum(dim=-1))[..., None]
+    out = out.reshape(batch, heads, length, head_dim).transpose(1, 2).reshape(batch, length, dim)
+    return attn.out_proj(out)
+
+
+@pytest.mark.parametrize("inside", [True, False], ids=["local-cross-attention", "masked-key-attention"])
+@pytest.mark.parametrize(("grid", "window"), [((7, 11), 5), ((9, 8), 7), ((10, 10), 3)])
+def test_masked_attention_matches_unfold_reference(grid: tuple[int, int], window: int, inside: bool) -> None:
+    torch.manual_seed(0)
+    dim, heads, batch = 32, 4, 2
+    length = grid[0] * grid[1]
+    attn = MaskedAttention(dim, heads).eval()
+    query = torch.randn(batch, length, dim)
+    reference = torch.randn(1, length, dim)  # learnable-reference style key, broadcast over the batch
+    value = query if not inside else reference  # MLKA: value = input; LCA: key = value = reference
+    mask = window_mask(*grid, window, inside=inside)
+    with torch.no_grad():
+        ours = attn(query, reference, value, mask)
+        expected = _unfold_reference(attn, query, reference, value, grid, window, inside)
+    assert ours.shape == (batch, length, dim)
+    torch.testing.assert_close(ours.double(), expected, rtol=0, atol=1e-5)
+
+
+def test_mask_actually_limits_what_a_query_sees() -> None:
+    torch.manual_seed(1)
+    grid, window, dim = (8, 8), 3, 16
+    attn = MaskedAttention(dim, 2).eval()
+    query = torch.randn(1, 64, dim)
+    value = torch.randn(1, 64, dim)
+    changed = value.clone()
+    changed[0, 63] += 10.0  # bottom-right token
+    mask = window_mask(*grid, window, inside=True)
+    with torch.no_grad():
+        delta = (attn(query, value, changed, mask) - attn(query, value, value, mask)).abs().amax(dim=-1)[0]  # (L,)
+    seen = delta.reshape(8, 8) > 1e-6
+    assert seen[6:, 6:].all() and seen.sum() == 4  # only the 2x2 corner block has the token in its 3x3 window

@@ -1,0 +1,234 @@
+"""RLR: reconstruct features from a Learnable Reference representation (He et al., ECCV 2024, arXiv 2403.11561).
+
+A frozen EfficientNet gives features at strides 8 and 16. Per level, a transformer decoder rebuilds
+the (3x3 average-pooled) features, but its keys come from a learnable reference tensor (1, HW, C)
+shared by all classes, not from the input, so the decoder cannot learn an identity shortcut:
+
+* Local Cross Attention (LCA): query = input, key = value = reference, restricted to a local
+  window (7x7 at stride 8, 5x5 at stride 16).
+* Masked Learnable Key Attention (MLKA): query = input, key = reference, value = input, with the
+  query's own local window masked OUT (as the authors' code does), so a token cannot copy itself
+  or its neighbours and must be predicted from the rest of the image.
+
+Layer: x = LN(2 * LCA + MLKA); x = LN(x + FFN(x)). Training adds feature-jitter noise to the input
+tokens and minimises MSE + (1 - cos) against the clean features. Anomaly map per level =
+mean squared error + (1 - cos), upsampled to the input size, summed over levels, Gaussian blur
+(sigma 4) as a fixed convolution; image score = max of the map.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lineside.errors import LinesideError
+from lineside.train.models.base import AnomalyModel, AnomalyOutput, TrainBatch, TrainingStage, register_model
+from lineside.train.models.local_attention import MaskedAttention, window_mask
+
+
+def sincos_2d(dim: int, height: int, width: int) -> torch.Tensor:
+    """Fixed 2D sine-cosine position embedding (1, H*W, dim): first half encodes x, second half y."""
+    if dim % 4:
+        raise ValueError(f"position embedding needs a dim divisible by 4, got {dim}")
+    quarter = torch.arange(0, dim // 2, 2, dtype=torch.float64)
+    freq = torch.exp(-math.log(1e4) * quarter / (dim // 2))  # (dim/4,)
+    xs = torch.arange(width, dtype=torch.float64)[:, None] * freq  # (W, dim/4)
+    ys = torch.arange(height, dtype=torch.float64)[:, None] * freq  # (H, dim/4)
+    x_part = torch.stack([xs.sin(), xs.cos()], dim=-1).flatten(1)  # (W, dim/2), sin/cos interleaved
+    y_part = torch.stack([ys.sin(), ys.cos()], dim=-1).flatten(1)  # (H, dim/2)
+    grid = torch.cat([x_part[None].expand(height, -1, -1), y_part[:, None].expand(-1, width, -1)], dim=-1)
+    return grid.reshape(1, height * width, dim).float()  # (1, L, dim)
+
+
+class ReferenceLayer(nn.Module):
+    """One RLR decoder layer: LN(2 * LCA + MLKA), then a residual FFN and LN."""
+
+    def __init__(self, dim: int, heads: int, ffn_ratio: int) -> None:
+        super().__init__()
+        self.lca = MaskedAttention(dim, heads)
+        self.mlka = MaskedAttention(dim, heads)
+        self.norm1 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, dim * ffn_ratio), nn.GELU(), nn.Linear(dim * ffn_ratio, dim))
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(
+        self, x: torch.Tensor, ref: torch.Tensor, lca_mask: torch.Tensor, mlka_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """x (B, L, D), ref (1, L, D), masks (L, L) -> (B, L, D)."""
+        x = self.norm1(2.0 * self.lca(x, ref, ref, lca_mask) + self.mlka(x, ref, x, mlka_mask))  # (B, L, D)
+        return self.norm2(x + self.ffn(x))  # (B, L, D)
+
+
+class ReferenceDecoder(nn.Module):
+    """Rebuilds one feature level (B, L, C) from a learnable reference (1, L, C)."""
+
+    def __init__(
+        self, channels: int, dim: int, grid: tuple[int, int], window: int, heads: int, layers: int, ffn_ratio: int
+    ) -> None:
+        super().__init__()
+        height, width = grid
+        self.reference = nn.Parameter(torch.randn(1, height * width, channels))  # (1, L, C)
+        self.embed = nn.Linear(channels, dim)
+        self.ref_embed = nn.Linear(channels, dim)
+        self.register_buffer("position", sincos_2d(dim, height, width), persistent=False)  # (1, L, D)
+        self.register_buffer("lca_mask", window_mask(height, width, window, inside=True), persistent=False)
+        self.register_buffer("mlka_mask", window_mask(height, width, window, inside=False), persistent=False)
+        self.layers = nn.ModuleList(ReferenceLayer(dim, heads, ffn_ratio) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.project = nn.Linear(dim, channels)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, L, C) -> reconstruction (B, L, C)."""
+        x = self.embed(tokens) + self.position  # (B, L, D)
+        ref = self.ref_embed(self.reference) + self.position  # (1, L, D)
+        for layer in self.layers:
+            x = layer(x, ref, self.lca_mask, self.mlka_mask)
+        return self.project(self.norm(x))  # (B, L, C)
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """Normalised 1D Gaussian (K,) truncated at 4 sigma, as scipy.ndimage.gaussian_filter does."""
+    radius = int(4.0 * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return (kernel / kernel.sum()).float()
+
+
+def feature_jitter(tokens: torch.Tensor, scale: float, prob: float) -> torch.Tensor:
+    """UniAD/RLR feature jitter: add N(0, (scale * |f| / C)^2) noise to a `prob` share of tokens (B, L, C)."""
+    batch, length, channels = tokens.shape
+    magnitude = tokens.norm(dim=-1, keepdim=True) / channels * scale  # (B, L, 1)
+    chosen = (torch.rand(batch, length, 1, device=tokens.device) < prob).to(tokens.dtype)  # (B, L, 1)
+    return tokens + torch.randn_like(tokens) * magnitude * chosen
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity over the last dim, written out so it exports as plain ops: (..., C) -> (...)."""
+    dot = (a * b).sum(dim=-1)
+    return dot / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-8)
+
+
+@dataclass(frozen=True)
+class RLRConfig:
+    """RLR hyper-parameters; levels are the encoder's stride-8 and stride-16 features, in that order."""
+
+    backbone: str = "efficientnet_lite2"
+    image_size: int = 256
+    dims: tuple[int, int] = (128, 256)  # decoder width per level
+    windows: tuple[int, int] = (7, 5)  # local window side per level
+    heads: int = 8
+    layers: int = 3
+    ffn_ratio: int = 4
+    jitter_scale: float = 4.0
+    jitter_prob: float = 1.0
+    blur_sigma: float = 4.0
+    epochs: int = 30
+    lr: float = 1e-4
+
+
+PRESETS: dict[str, RLRConfig] = {
+    # tests and smoke runs: Lite0 (real weights), 128 px, one narrow layer
+    "tiny": RLRConfig(
+        backbone="efficientnet_lite0", image_size=128, dims=(32, 64), heads=4, layers=1, ffn_ratio=2, epochs=4, lr=1e-3
+    ),
+    # the edge default: Lite2 (real weights), 256 px, trains on CPU in minutes from cached features
+    "edge": RLRConfig(
+        backbone="efficientnet_lite2", image_size=256, dims=(128, 256), heads=8, layers=3, epochs=30, lr=5e-4
+    ),
+    # the paper: EfficientNet-B6 from a user weights file, 4 layers, widths 256/512, 200 epochs at lr 1e-4
+    "paper": RLRConfig(
+        backbone="efficientnet_b6", image_size=256, dims=(256, 512), heads=8, layers=4, epochs=200, lr=1e-4
+    ),
+}
+
+
+@register_model
+class RLR(AnomalyModel):
+    """Frozen encoder + one learnable-reference decoder per feature level (strides 8 and 16)."""
+
+    name = "rlr"
+    config_cls = RLRConfig
+    presets = PRESETS
+    cache_features = True
+
+    def __init__(
+        self,
+        config: RLRConfig,
+        classes: Sequence[str],
+        backbone_weights: str | None = None,
+        random_init_backbone: bool = False,
+    ) -> None:
+        from lineside.train.backbones import build_backbone
+
+        super().__init__()
+        self.config, self.classes = config, list(classes)
+        self.input_size = (config.image_size, config.image_size)
+        self.encoder = build_backbone(config.backbone, self.input_size, backbone_weights, random_init_backbone)
+        self.mean, self.std = self.encoder.spec.mean, self.encoder.spec.std
+        self.pool = nn.AvgPool2d(3, stride=1, padding=1)
+        levels = [level.shape for level in self.encode(torch.zeros(1, 3, *self.input_size))]  # [(1, C, h, w)] x 2
+        if [shape[-1] for shape in levels] != [config.image_size // 8, config.image_size // 16]:
+            raise LinesideError(
+                f"RLR needs an encoder whose last two levels have strides 8 and 16; {config.backbone} has not"
+            )
+        self.decoders = nn.ModuleList(
+            ReferenceDecoder(c, dim, (h, w), win, config.heads, config.layers, config.ffn_ratio)
+            for (_, c, h, w), dim, win in zip(levels, config.dims, config.windows, strict=True)
+        )
+        self.register_buffer("blur_kernel", gaussian_kernel(config.blur_sigma), persistent=False)  # (K,)
+
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Frozen features, 3x3 average pooled: (B, 3, H, W) -> [(B, C, H/8, W/8), (B, C', H/16, W/16)]."""
+        with torch.no_grad():
+            return [self.pool(level) for level in self.encoder(images)[-2:]]
+
+    def forward(self, images: torch.Tensor) -> AnomalyOutput:  # (B, 3, H, W) -> maps, scores
+        size = images.shape[-2:]
+        anomaly_map = torch.zeros_like(images[:, :1])  # (B, 1, H, W)
+        for level, decoder in zip(self.encode(images), self.decoders, strict=True):
+            batch, channels, height, width = level.shape
+            tokens = level.flatten(2).transpose(1, 2)  # (B, L, C)
+            recon = decoder(tokens)  # (B, L, C)
+            error = (tokens - recon).pow(2).mean(dim=-1) + 1.0 - _cosine(tokens, recon)  # (B, L)
+            error = error.reshape(batch, 1, height, width)
+            anomaly_map = anomaly_map + F.interpolate(error, size=size, mode="bilinear", align_corners=True)
+        anomaly_map = self._blur(anomaly_map)  # (B, 1, H, W)
+        return AnomalyOutput(anomaly_map, anomaly_map.amax(dim=(1, 2, 3)))
+
+    def _blur(self, heat: torch.Tensor) -> torch.Tensor:
+        """Separable Gaussian blur with edge replication: (B, 1, H, W) -> (B, 1, H, W)."""
+        radius = self.blur_kernel.shape[0] // 2
+        heat = F.pad(heat, (radius, radius, radius, radius), mode="replicate")
+        heat = F.conv2d(heat, self.blur_kernel.view(1, 1, 1, -1))  # along W
+        return F.conv2d(heat, self.blur_kernel.view(1, 1, -1, 1))  # along H
+
+    def loss_from_features(self, levels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """MSE + (1 - cos) between clean features and the reconstruction of jittered ones, summed over levels."""
+        logs: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), device=levels[0].device)
+        for index, (level, decoder) in enumerate(zip(levels, self.decoders, strict=True)):
+            target = level.flatten(2).transpose(1, 2)  # (B, L, C)
+            noisy = (
+                feature_jitter(target, self.config.jitter_scale, self.config.jitter_prob) if self.training else target
+            )
+            recon = decoder(noisy)  # (B, L, C)
+            mse = F.mse_loss(recon, target)
+            cos = (1.0 - _cosine(recon, target)).mean()
+            logs[f"mse{index}"], logs[f"cos{index}"] = mse.detach(), cos.detach()
+            total = total + mse + cos
+        return {"loss": total, **logs}
+
+    def loss(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
+        """Training loss of one batch (cached encoder features when the loop provides them)."""
+        levels = batch.features if batch.features is not None else self.encode(batch.images)
+        return self.loss_from_features(levels)
+
+    def training_stages(self) -> list[TrainingStage]:
+        """One stage: the decoders (and their references) learn to rebuild normal features."""
+        params = [p for p in self.decoders.parameters() if p.requires_grad]
+        return [TrainingStage("reconstruct", params, self.config.epochs, self.config.lr, self.loss)]
