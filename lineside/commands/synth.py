@@ -4,16 +4,45 @@ from __future__ import annotations
 
 import argparse
 
-from lineside.commands._pending import not_implemented
-
 HELP = "Generate a synthetic MVTec-layout defect data set with exact masks."
+
+
+def _categories(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lineside synth`."""
-    parser.add_argument("out", help="output folder")
+    parser.add_argument("out", help="output folder (must not exist or be empty, unless --force)")
+    parser.add_argument(
+        "--categories",
+        type=_categories,
+        default=None,
+        metavar="N|NAMES",
+        help="the first N categories, or comma-separated names (mesh, brushed_metal, wood, washer, screw, "
+        "capsule); default: all",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
+    parser.add_argument("--train", type=int, default=60, metavar="N", help="good training images per category")
+    parser.add_argument("--test-good", type=int, default=20, metavar="N", help="good test images per category")
+    parser.add_argument("--test-defect", type=int, default=20, metavar="N", help="defect test images per category")
+    parser.add_argument("--size", type=int, default=256, metavar="PX", help="image side in pixels")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `lineside synth`."""
-    raise not_implemented("synth", 3)
+    from lineside.synth import generate_dataset
+
+    summary = generate_dataset(
+        args.out,
+        categories=args.categories,
+        seed=args.seed,
+        n_train=args.train,
+        n_test_good=args.test_good,
+        n_test_defect=args.test_defect,
+        size=args.size,
+        force=args.force,
+    )
+    print(summary.line())
+    return 0
