@@ -11,9 +11,9 @@ stage optimises and how a batch becomes a loss (`training_stages`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -35,6 +35,10 @@ class TrainBatch:
 
     images: torch.Tensor  # (B, 3, H, W) float32, normalised with the model's mean/std
     class_ids: torch.Tensor  # (B,) int64 index into the run's class names
+    features: list[torch.Tensor] | None = None  # model.encode(images), cached by the loop if model.cache_features
+    defect_images: torch.Tensor | None = None  # (B, 3, H, W) synthetic defects of `images` if model.needs_defects
+    defect_masks: torch.Tensor | None = None  # (B, 1, H, W) float {0, 1} masks of the synthetic defects
+    defect_features: list[torch.Tensor] | None = None  # model.encode(defect_images), cached like `features`
 
 
 @dataclass
@@ -49,9 +53,29 @@ class TrainingStage:
 
 
 class AnomalyModel(nn.Module):
-    """Base class: subclasses set `name`, hold `config`, implement `forward` and `training_stages`."""
+    """Base class: subclasses set `name`, hold `config`, implement `forward` and `training_stages`.
+
+    Constructor contract (used by `build_model` and `load_checkpoint`):
+    `cls(config, classes, backbone_weights=None, random_init_backbone=False)`; the instance keeps
+    `config` (a frozen dataclass of `config_cls`), `classes`, and exposes `input_size` (H, W),
+    `mean` and `std` (RGB normalisation of its encoder).
+    """
 
     name: ClassVar[str]
+    config_cls: ClassVar[type]
+    presets: ClassVar[dict[str, Any]] = {}  # preset name -> frozen config instance
+    needs_defects: ClassVar[bool] = False  # the loop synthesises defects into TrainBatch.defect_*
+    cache_features: ClassVar[bool] = False  # the loop caches `encode()` of (frozen-encoder) inputs
+    config: Any
+    classes: list[str]
+    preset: str = "custom"
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Frozen-encoder features of (B, 3, H, W) images; only needed when `cache_features`."""
+        raise NotImplementedError
 
     def forward(self, images: torch.Tensor) -> AnomalyOutput:  # (B, 3, H, W) -> maps, scores
         raise NotImplementedError
@@ -69,3 +93,36 @@ def register_model(cls: type[AnomalyModel]) -> type[AnomalyModel]:
         raise ValueError(f"model {cls.name!r} registered twice")
     MODELS[cls.name] = cls
     return cls
+
+
+def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild a frozen config dataclass from `dataclasses.asdict` output (lists back to tuples)."""
+    known = {f.name for f in fields(config_cls)}
+    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known})
+
+
+def build_model(
+    name: str,
+    preset: str,
+    classes: Sequence[str],
+    *,
+    backbone_weights: str | None = None,
+    random_init_backbone: bool = False,
+    **overrides: Any,
+) -> AnomalyModel:
+    """A model from the registry: preset config with `overrides` replaced (e.g. epochs=5)."""
+    from lineside.errors import LinesideError
+
+    if name not in MODELS:
+        raise LinesideError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+    cls = MODELS[name]
+    if preset not in cls.presets:
+        raise LinesideError(f"model {name} has no preset {preset!r}: choose one of {', '.join(cls.presets)}")
+    known = {f.name for f in fields(cls.config_cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise LinesideError(f"unknown {name} config field(s) {unknown}: known fields are {sorted(known)}")
+    config = replace(cls.presets[preset], **overrides)
+    model = cls(config, list(classes), backbone_weights=backbone_weights, random_init_backbone=random_init_backbone)
+    model.preset = preset
+    return model
