@@ -14,7 +14,14 @@ torch.set_num_threads(2)
 
 # A real frozen EfficientNet-Lite0 with random weights (fast to build, no weights file needed).
 TINY = RLRConfig(
-    backbone="efficientnet_lite0", image_size=96, dims=(32, 64), windows=(7, 5), heads=4, layers=2, epochs=1, lr=1e-3
+    backbone="efficientnet_lite0",
+    input_size=(96, 96),
+    dims=(32, 64),
+    windows=(7, 5),
+    heads=4,
+    layers=2,
+    epochs=1,
+    lr=1e-3,
 )
 
 
@@ -80,8 +87,8 @@ def test_blur_is_scipy_gaussian_sigma_4(model: RLR) -> None:
     rng = np.random.default_rng(0)
     heat = rng.random((2, 1, 40, 56)).astype(np.float32)
     with torch.no_grad():
-        ours = model._blur(torch.from_numpy(heat)).numpy()
-    expected = np.stack([gaussian_filter(h[0], sigma=4, mode="nearest")[None] for h in heat])
+        ours = model.blur(torch.from_numpy(heat)).numpy()
+    expected = np.stack([gaussian_filter(h[0], sigma=4, mode="mirror")[None] for h in heat])
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 

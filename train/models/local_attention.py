@@ -47,6 +47,7 @@ class MaskedAttention(nn.Module):
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by {heads} heads")
         self.heads = heads
+        self.scale = 1.0 / math.sqrt(dim // heads)
         self.q_proj = nn.Linear(dim, dim)
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
@@ -61,7 +62,7 @@ class MaskedAttention(nn.Module):
         q = self._split(self.q_proj(query))  # (B, h, L, d)
         k = self._split(self.k_proj(key))  # (B|1, h, L, d)
         v = self._split(self.v_proj(value))  # (B|1, h, L, d)
-        logits = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(q.shape[-1])) + mask  # (B, h, L, L)
+        logits = q @ k.transpose(-2, -1) * self.scale + mask  # (B, h, L, L)
         out = logits.softmax(dim=-1) @ v  # (B, h, L, d)
         batch, heads, length, head_dim = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, heads * head_dim))  # (B, L, D)

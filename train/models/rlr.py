@@ -28,6 +28,7 @@ from torch import nn
 
 from lineside.errors import LinesideError
 from lineside.train.models.base import AnomalyModel, AnomalyOutput, TrainBatch, TrainingStage, register_model
+from lineside.train.models.layers import GaussianBlur
 from lineside.train.models.local_attention import MaskedAttention, window_mask
 
 
@@ -91,14 +92,6 @@ class ReferenceDecoder(nn.Module):
         return self.project(self.norm(x))  # (B, L, C)
 
 
-def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """Normalised 1D Gaussian (K,) truncated at 4 sigma, as scipy.ndimage.gaussian_filter does."""
-    radius = int(4.0 * sigma + 0.5)
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    return (kernel / kernel.sum()).float()
-
-
 def feature_jitter(tokens: torch.Tensor, scale: float, prob: float) -> torch.Tensor:
     """UniAD/RLR feature jitter: add N(0, (scale * |f| / C)^2) noise to a `prob` share of tokens (B, L, C)."""
     batch, length, channels = tokens.shape
@@ -118,7 +111,7 @@ class RLRConfig:
     """RLR hyper-parameters; levels are the encoder's stride-8 and stride-16 features, in that order."""
 
     backbone: str = "efficientnet_lite2"
-    image_size: int = 256
+    input_size: tuple[int, int] = (256, 256)
     dims: tuple[int, int] = (128, 256)  # decoder width per level
     windows: tuple[int, int] = (7, 5)  # local window side per level
     heads: int = 8
@@ -129,20 +122,28 @@ class RLRConfig:
     blur_sigma: float = 4.0
     epochs: int = 30
     lr: float = 1e-4
+    batch_size: int = 8
 
 
 PRESETS: dict[str, RLRConfig] = {
     # tests and smoke runs: Lite0 (real weights), 128 px, one narrow layer
     "tiny": RLRConfig(
-        backbone="efficientnet_lite0", image_size=128, dims=(32, 64), heads=4, layers=1, ffn_ratio=2, epochs=4, lr=1e-3
+        backbone="efficientnet_lite0",
+        input_size=(128, 128),
+        dims=(32, 64),
+        heads=4,
+        layers=1,
+        ffn_ratio=2,
+        epochs=4,
+        lr=1e-3,
     ),
     # the edge default: Lite2 (real weights), 256 px, trains on CPU in minutes from cached features
     "edge": RLRConfig(
-        backbone="efficientnet_lite2", image_size=256, dims=(128, 256), heads=8, layers=3, epochs=30, lr=5e-4
+        backbone="efficientnet_lite2", input_size=(256, 256), dims=(128, 256), heads=8, layers=3, epochs=30, lr=5e-4
     ),
     # the paper: EfficientNet-B6 from a user weights file, 4 layers, widths 256/512, 200 epochs at lr 1e-4
     "paper": RLRConfig(
-        backbone="efficientnet_b6", image_size=256, dims=(256, 512), heads=8, layers=4, epochs=200, lr=1e-4
+        backbone="efficientnet_b6", input_size=(256, 256), dims=(256, 512), heads=8, layers=4, epochs=200, lr=1e-4
     ),
 }
 
@@ -167,20 +168,21 @@ class RLR(AnomalyModel):
 
         super().__init__()
         self.config, self.classes = config, list(classes)
-        self.input_size = (config.image_size, config.image_size)
+        self.input_size = tuple(config.input_size)
         self.encoder = build_backbone(config.backbone, self.input_size, backbone_weights, random_init_backbone)
         self.mean, self.std = self.encoder.spec.mean, self.encoder.spec.std
         self.pool = nn.AvgPool2d(3, stride=1, padding=1)
         levels = [level.shape for level in self.encode(torch.zeros(1, 3, *self.input_size))]  # [(1, C, h, w)] x 2
-        if [shape[-1] for shape in levels] != [config.image_size // 8, config.image_size // 16]:
+        height, width = self.input_size
+        if [tuple(shape[-2:]) for shape in levels] != [(height // 8, width // 8), (height // 16, width // 16)]:
             raise LinesideError(
-                f"RLR needs an encoder whose last two levels have strides 8 and 16; {config.backbone} has not"
+                f"RLR needs the last two {config.backbone} levels at strides 8 and 16 of {self.input_size}"
             )
         self.decoders = nn.ModuleList(
             ReferenceDecoder(c, dim, (h, w), win, config.heads, config.layers, config.ffn_ratio)
             for (_, c, h, w), dim, win in zip(levels, config.dims, config.windows, strict=True)
         )
-        self.register_buffer("blur_kernel", gaussian_kernel(config.blur_sigma), persistent=False)  # (K,)
+        self.blur = GaussianBlur(config.blur_sigma)
 
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Frozen features, 3x3 average pooled: (B, 3, H, W) -> [(B, C, H/8, W/8), (B, C', H/16, W/16)]."""
@@ -197,15 +199,8 @@ class RLR(AnomalyModel):
             error = (tokens - recon).pow(2).mean(dim=-1) + 1.0 - _cosine(tokens, recon)  # (B, L)
             error = error.reshape(batch, 1, height, width)
             anomaly_map = anomaly_map + F.interpolate(error, size=size, mode="bilinear", align_corners=True)
-        anomaly_map = self._blur(anomaly_map)  # (B, 1, H, W)
+        anomaly_map = self.blur(anomaly_map)  # (B, 1, H, W)
         return AnomalyOutput(anomaly_map, anomaly_map.amax(dim=(1, 2, 3)))
-
-    def _blur(self, heat: torch.Tensor) -> torch.Tensor:
-        """Separable Gaussian blur with edge replication: (B, 1, H, W) -> (B, 1, H, W)."""
-        radius = self.blur_kernel.shape[0] // 2
-        heat = F.pad(heat, (radius, radius, radius, radius), mode="replicate")
-        heat = F.conv2d(heat, self.blur_kernel.view(1, 1, 1, -1))  # along W
-        return F.conv2d(heat, self.blur_kernel.view(1, 1, -1, 1))  # along H
 
     def loss_from_features(self, levels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """MSE + (1 - cos) between clean features and the reconstruction of jittered ones, summed over levels."""

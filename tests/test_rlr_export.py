@@ -1,0 +1,73 @@
+"""RLR exports to ONNX opset 17 with the TorchScript exporter and ONNX Runtime reproduces torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lineside.train.models.base import OUTPUT_NAMES
+from lineside.train.models.rlr import RLR, ReferenceDecoder, RLRConfig
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+torch.set_num_threads(2)
+
+CONFIG = RLRConfig(
+    backbone="efficientnet_lite0",
+    input_size=(96, 96),
+    dims=(32, 64),
+    windows=(7, 5),
+    heads=4,
+    layers=2,
+    epochs=1,
+    lr=1e-3,
+)
+
+
+def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
+    with torch.no_grad():
+        torch.onnx.export(
+            module, (example,), str(path), opset_version=17, dynamo=False, input_names=["input"], output_names=outputs
+        )
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def test_decoder_graph_is_plain_matmul_add_softmax(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    decoder = ReferenceDecoder(24, 32, (9, 8), 5, heads=4, layers=2, ffn_ratio=2).eval()
+    tokens = torch.randn(2, 72, 24)
+    path = tmp_path / "decoder.onnx"
+    _export(decoder, tokens, path, ["recon"])
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert ops.count("Softmax") == 4  # LCA + MLKA per layer
+    assert {"MatMul", "Add", "Softmax"} <= set(ops)
+    assert not {"Gather", "GatherND", "GatherElements", "ScatterND", "If", "Loop", "NonZero", "Col2Im"} & set(ops)
+    (recon,) = _session(path).run(None, {"input": tokens.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(recon, decoder(tokens).numpy(), atol=1e-5, rtol=1e-4)
+
+
+def test_full_model_onnx_matches_torch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = RLR(CONFIG, ["a"], random_init_backbone=True).eval()
+    images = torch.randn(2, 3, 96, 96)
+    path = tmp_path / "rlr.onnx"
+    _export(model, images, path, list(OUTPUT_NAMES))
+    graph = onnx.load(str(path)).graph
+    assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
+    assert [n.op_type for n in graph.node].count("Softmax") == 2 * 2 * CONFIG.layers
+    anomaly_map, score = _session(path).run(None, {"input": images.numpy()})
+    with torch.no_grad():
+        expected = model(images)
+    assert anomaly_map.shape == (2, 1, 96, 96) and score.shape == (2,)
+    np.testing.assert_allclose(anomaly_map, expected.anomaly_map.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(score, expected.score.numpy(), rtol=1e-4, atol=1e-5)
