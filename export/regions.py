@@ -1,0 +1,103 @@
+"""Graph regions that decide precision: the pre-processing head, the compute body, the scoring tail.
+
+- head: nodes not downstream of any weighted op (uint8 cast, BGR->RGB, normalisation, constants);
+- tail: everything downstream of the first channel-collapsing reduction (cosine / MSE distance
+  maps), widened backwards over the elementwise ops that feed it, so distance maps, upsampling,
+  blur and top-k scoring stay FP32;
+- body: the rest (encoder, bottleneck, decoder), where FP16 and INT8 apply.
+The rule is structural, so it needs no knowledge of how a model names its modules.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+_REDUCE_OPS = frozenset({"ReduceSum", "ReduceMean", "ReduceL2", "ReduceSumSquare"})
+_DISTANCE_OPS = frozenset({"Mul", "Sub", "Pow", "Abs"})  # a*b, (a-b)**2, |a-b| feeding a reduction
+_WIDEN_DEPTH = 2
+
+
+@dataclass(frozen=True)
+class Regions:
+    """Node names per region, plus the first weighted op (kept out of INT8)."""
+
+    head: frozenset[str]
+    body: frozenset[str]
+    tail: frozenset[str]
+    first_weighted: str | None
+
+
+def ensure_node_names(model: Any) -> None:
+    """Give every unnamed node a unique name (quantizers and block lists address nodes by name)."""
+    seen: set[str] = set()
+    for index, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_auto_{index}"
+        seen.add(node.name)
+
+
+def _rank_of(model: Any) -> dict[str, int]:
+    ranks: dict[str, int] = {}
+    for info in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        if info.type.tensor_type.HasField("shape"):
+            ranks[info.name] = len(info.type.tensor_type.shape.dim)
+    return ranks
+
+
+def _reduces_channels(node: Any, ranks: dict[str, int]) -> bool:
+    """True for a reduction over the channel axis of (B, C, H, W) or the feature axis of (B, N, C)."""
+    if node.op_type not in _REDUCE_OPS:
+        return False
+    rank = ranks.get(node.input[0])
+    axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+    if axes is None and len(node.input) > 1:
+        return rank in (3, 4)  # axes given as an input tensor (opset 18+); treat as a distance
+    if axes is None or rank is None:
+        return False
+    normalised = sorted(a % rank for a in axes)
+    return (rank == 4 and normalised == [1]) or (rank == 3 and normalised == [2])
+
+
+def _descendants(starts: list[Any], consumers: dict[str, list[Any]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(starts)
+    while stack:
+        node = stack.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        for out in node.output:
+            stack.extend(consumers.get(out, []))
+    return seen
+
+
+def find_regions(model: Any) -> Regions:
+    """Split a shape-inferred, topologically sorted graph into head / body / tail (see module doc)."""
+    ensure_node_names(model)
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    weighted = [n for n in graph.node if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in initializers]
+    after_weights = _descendants(weighted, consumers)
+    head = {n.name for n in graph.node if n.name not in after_weights}
+    ranks = _rank_of(model)
+    reductions = [n for n in graph.node if n.name in after_weights and _reduces_channels(n, ranks)]
+    tail = _descendants(reductions, consumers)
+    frontier = [(node, 0) for node in reductions]
+    while frontier:  # widen backwards over the elementwise ops that compute the distance
+        node, depth = frontier.pop()
+        for name in node.input:
+            producer = producers.get(name)
+            if producer is not None and producer.op_type in _DISTANCE_OPS and depth < _WIDEN_DEPTH:
+                tail.add(producer.name)
+                frontier.append((producer, depth + 1))
+    body = {n.name for n in graph.node} - head - tail
+    first = next((n.name for n in graph.node if n in weighted), None) if weighted else None
+    return Regions(frozenset(head), frozenset(body), frozenset(tail), first)
