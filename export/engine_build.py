@@ -17,7 +17,14 @@ from typing import Any
 from lineside.atomic import atomic_write_bytes, atomic_write_json
 from lineside.bundle import Bundle, TensorSpec
 from lineside.cuda_device import current_gpu
-from lineside.engine_file import TARGETS, EngineMetadata, import_tensorrt, write_engine, write_plain
+from lineside.engine_file import (
+    DEFAULT_ENGINE_NAME,
+    TARGETS,
+    EngineMetadata,
+    import_tensorrt,
+    write_engine,
+    write_plain,
+)
 from lineside.errors import LinesideError
 from lineside.export.engine_report import LayerReport, inspector_layers, network_report
 from lineside.export.engine_trt import (
@@ -233,9 +240,9 @@ class SavedEngine:
     sidecar: Path | None = None
 
 
-def default_engine_path(bundle: Bundle, metadata: EngineMetadata) -> Path:
-    """BUNDLE/model.<target>.engine, e.g. model.sm86.engine (not listed in the manifest, so not checksummed)."""
-    return bundle.path / f"model.{metadata.target}.engine"
+def default_engine_path(bundle: Bundle) -> Path:
+    """BUNDLE/model.engine, where the runtime looks (not listed in the manifest, so not checksummed)."""
+    return bundle.path / DEFAULT_ENGINE_NAME
 
 
 def save_engine(built: BuiltEngine, out: Path, *, plain: bool = False) -> SavedEngine:

@@ -33,6 +33,7 @@ ENGINE_FORMAT = "lineside-engine"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sIQ")  # magic, format version, JSON length
 _MAX_JSON = 16 << 20
+DEFAULT_ENGINE_NAME = "model.engine"  # BUNDLE/model.engine: the runtime's default engine
 LIBRARIES = ("tensorrt", "tensorrt-rtx")
 TARGETS = ("sm75", "sm80", "sm86", "sm89", "sm120", "sm121")  # TensorRT-RTX ahead-of-time compute capabilities
 

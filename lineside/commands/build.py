@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=TARGETS,
         help="TensorRT-RTX ahead-of-time build for this compute capability, no GPU needed (default: this GPU)",
     )
-    parser.add_argument("--out", type=Path, help="engine file (default: BUNDLE/model.<target>.engine)")
+    parser.add_argument("--out", type=Path, help="engine file (default: BUNDLE/model.engine, where the runtime looks)")
     parser.add_argument(
         "--plain", action="store_true", help="also write a bare plan + sidecar JSON (trtexec, DeepStream)"
     )
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         library=args.library,
     )
     built = build_engine(bundle, options)
-    out = args.out or default_engine_path(bundle, built.metadata)
+    out = args.out or default_engine_path(bundle)
     saved = save_engine(built, out, plain=args.plain)
     meta = built.metadata
     for warning in built.warnings:
