@@ -1,0 +1,68 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+# --- tiny real ONNX bundle (calibrate / deploy tests) -------------------------------------------
+
+
+def _export_highpass_onnx(path, size: tuple[int, int]) -> None:
+    """Export a real, tiny anomaly graph: uint8 NHWC BGR -> |image - local mean| map, top-1% score."""
+    import torch
+    from torch import nn
+
+    class HighPass(nn.Module):
+        top_k = max(1, size[0] * size[1] // 100)
+
+        def forward(self, images: torch.Tensor):  # (N, H, W, 3) uint8
+            x = images.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)
+            blur = nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+            amap = (x - blur).abs().mean(dim=1, keepdim=True)  # (N, 1, H, W)
+            flat = amap.flatten(1)  # (N, H*W)
+            score = flat.topk(self.top_k, dim=1).values.mean(dim=1)  # (N,)
+            return amap, score
+
+    torch.set_num_threads(1)
+    dummy = torch.zeros((1, *size, 3), dtype=torch.uint8)
+    torch.onnx.export(
+        HighPass().eval(),
+        (dummy,),
+        str(path),
+        input_names=["image"],
+        output_names=["anomaly_map", "score"],
+        dynamic_axes={"image": {0: "batch"}, "anomaly_map": {0: "batch"}, "score": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_factory(tmp_path_factory):
+    """Make a real bundle (tiny high-pass ONNX graph, dynamic batch) with the given classes."""
+    from lineside.bundle import Manifest, TensorSpec, write_bundle
+
+    root = tmp_path_factory.mktemp("tiny_bundles")
+    size = (64, 64)
+    onnx_path = root / "highpass.onnx"
+    _export_highpass_onnx(onnx_path, size)
+
+    def make(out, classes=("part",), extra_files=None):
+        manifest = Manifest(
+            model="highpass",
+            preset="test",
+            classes=tuple(classes),
+            input_size=size,
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            precision="fp32",
+            inputs=(TensorSpec("image", ("batch", *size, 3), "uint8"),),
+            outputs=(
+                TensorSpec("anomaly_map", ("batch", 1, *size), "float32"),
+                TensorSpec("score", ("batch",), "float32"),
+            ),
+            dynamic_batch=True,
+        )
+        return write_bundle(out, manifest, {"model.onnx": onnx_path, **(extra_files or {})})
+
+    return make
