@@ -20,6 +20,31 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask is racy in threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(target: Path, default: int) -> int:
+    """Permission bits for a replacement: the existing target's, else `default` less the umask.
+
+    mkstemp/mkdtemp create 0600/0700 entries; without this, every atomically written file would
+    be unreadable to other users (a runtime service reading a bundle, a PLC engineer reading logs).
+    """
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return default & ~_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same folder and a rename."""
     target = Path(path)
@@ -29,6 +54,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), _mode_for(target, 0o666))
             os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
@@ -61,15 +87,27 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield staging
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-        _fsync_dir(target.parent)
+        os.chmod(staging, _mode_for(target, 0o777))
+        _swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    """Rename `staging` to `target`; an existing target is set aside first and put back if that fails."""
+    if not target.exists():
+        os.replace(staging, target)
+    else:
+        old = staging.with_name(f"{staging.name}.old")  # unique, because staging is
+        os.replace(target, old)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            os.replace(old, target)
+            raise
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    _fsync_dir(target.parent)

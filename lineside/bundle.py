@@ -89,9 +89,12 @@ class Manifest:
         """Parse a manifest dict; raises LinesideError on a foreign or newer format."""
         if raw.get("format") != BUNDLE_FORMAT:
             raise LinesideError(f"not a lineside bundle manifest (format={raw.get('format')!r})")
-        if int(raw.get("format_version", 0)) > FORMAT_VERSION:
+        version = raw.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise LinesideError(f"bundle manifest has no valid format_version (got {version!r}): re-export the bundle")
+        if version > FORMAT_VERSION:
             raise LinesideError(
-                f"bundle format {raw['format_version']} is newer than this lineside supports ({FORMAT_VERSION}): upgrade lineside"
+                f"bundle format {version} is newer than this lineside supports ({FORMAT_VERSION}): upgrade lineside"
             )
         try:
             return cls(
@@ -155,10 +158,17 @@ def read_manifest(path: str | Path) -> Manifest:
     try:
         raw = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LinesideError(f"{manifest_path} is corrupt: {exc}") from exc
+        raise LinesideError(f"{manifest_path} is corrupt: {exc} (re-export or re-copy the bundle)") from exc
+    except OSError as exc:
+        raise LinesideError(f"cannot read {manifest_path}: {exc.strerror}") from exc
     if not isinstance(raw, dict):
         raise LinesideError(f"{manifest_path} is corrupt: expected a JSON object")
     return Manifest.from_dict(raw)
+
+
+def _is_plain_name(name: str) -> bool:
+    """A file name directly inside the bundle folder: no folders, no '..', not hidden."""
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
 
 
 def verify_files(path: str | Path, manifest: Manifest) -> None:
@@ -166,6 +176,9 @@ def verify_files(path: str | Path, manifest: Manifest) -> None:
     root = Path(path)
     if manifest.model_file not in manifest.files:
         raise LinesideError(f"bundle {root} lists no checksum for its model {manifest.model_file}")
+    unsafe = [name for name in manifest.files if not _is_plain_name(name)]
+    if unsafe:
+        raise LinesideError(f"bundle {root} manifest lists an unsafe file name {unsafe[0]!r}: re-export the bundle")
     for name, expected in manifest.files.items():
         file_path = root / name
         if not file_path.is_file():
@@ -206,7 +219,7 @@ def write_bundle(
     with atomic_directory(out, overwrite=force) as staging:
         hashes: dict[str, str] = {}
         for name, source in files.items():
-            if name == MANIFEST_NAME or "/" in name or name.startswith("."):
+            if name == MANIFEST_NAME or not _is_plain_name(name):
                 raise ValueError(f"invalid bundle file name {name!r}")
             destination = staging / name
             if isinstance(source, bytes):

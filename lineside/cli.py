@@ -31,6 +31,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
+def _one_line(exc: BaseException) -> str:
+    """The exception's message with line breaks folded, so stderr gets exactly one line."""
+    return " ".join(str(exc).split())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser; subcommand modules add their own arguments."""
     parser = _Parser(prog="lineside", description="Edge deployment toolkit for visual anomaly inspection.")
@@ -54,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or EXIT_OK)
     except LinesideError as exc:
-        sys.stderr.write(f"lineside {args.command}: error: {exc}\n")
+        sys.stderr.write(f"lineside {args.command}: error: {_one_line(exc)}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write(f"lineside {args.command}: interrupted\n")
@@ -63,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("LINESIDE_DEBUG"):
             raise
         sys.stderr.write(
-            f"lineside {args.command}: internal error: {type(exc).__name__}: {exc} "
+            f"lineside {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
             "(set LINESIDE_DEBUG=1 for the traceback)\n"
         )
         return EXIT_INTERNAL
