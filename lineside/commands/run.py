@@ -3,19 +3,110 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+from pathlib import Path
 
-from lineside.commands._pending import not_implemented
+from lineside.errors import LinesideError
 
 HELP = "Run line-side inspection: camera frames in, verdicts and reject signals out."
+
+EPILOG = """\
+sources:   0 (camera index) | video.mp4 | images/ (replay; --rate) | rtsp://... | "nvarguscamerasrc ! ... ! appsink"
+actuators: serial:///dev/ttyUSB0?baud=9600&on=ON&off=OFF | serial:///dev/ttyUSB0?protocol=lcus&channel=1
+           modbus+tcp://10.0.0.5:502?coil=0&unit=1 | modbus+rtu:///dev/ttyUSB0?baud=9600&coil=0
+           gpio://gpiochip0/17 | gpio://jetson/33 | log://
+fail-safe: a part without a PASS verdict by its deadline (--timeout-ms, default --delay-ms) is rejected,
+           unless --fail-open. Every part gets exactly one line in --log.
+"""
+
+
+def _roi(text: str) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values) < 0 or values[2] == 0 or values[3] == 0:
+        raise argparse.ArgumentTypeError(f"--roi must be X,Y,WIDTH,HEIGHT in pixels, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lineside run`."""
-    parser.add_argument("bundle", help="bundle folder")
-    parser.add_argument("--source", required=True)
-    parser.add_argument("--actuator", default="log://")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("bundle", type=Path, help="bundle folder (from `lineside export`)")
+    parser.add_argument("--source", required=True, help="camera index, video file, image folder, URL or pipeline")
+    parser.add_argument("--actuator", default="log://", help="reject output URL (default log://)")
+    parser.add_argument("--heartbeat", metavar="URL", help="second output that toggles while the line is healthy")
+    parser.add_argument("--heartbeat-ms", type=float, default=500.0, help="heartbeat half-period (default 500)")
+    parser.add_argument("--log", type=Path, help="append one JSON line per decision to this file")
+    parser.add_argument("--threshold", type=float, help="reject threshold (default: the bundle's calibrated one)")
+    parser.add_argument("--class", dest="class_name", help="class whose calibrated threshold to use")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="capture -> ejector travel time (default 0)")
+    parser.add_argument("--pulse-ms", type=float, default=50.0, help="reject pulse width (default 50)")
+    parser.add_argument("--timeout-ms", type=float, help="verdict deadline after capture (default --delay-ms or 1000)")
+    parser.add_argument("--fail-open", action="store_true", help="let parts without a verdict PASS (unsafe)")
+    parser.add_argument("--backend", choices=("auto", "ort", "tensorrt"), default="auto")
+    parser.add_argument("--engine", type=Path, help="TensorRT engine (default BUNDLE/model.engine if present)")
+    parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (default: best available)")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime CPU threads")
+    parser.add_argument("--rate", type=float, help="replay rate in frames/s; for cameras the part rate (counts misses)")
+    parser.add_argument("--roi", type=_roi, help="crop X,Y,WIDTH,HEIGHT before inference")
+    parser.add_argument("--stall-s", type=float, default=2.0, help="reopen a camera silent this long (default 2)")
+    parser.add_argument("--max-parts", type=int, help="stop after this many parts")
+    parser.add_argument("--queue", type=int, default=4, help="inference queue length (default 4)")
+    parser.add_argument("--save-rejects", type=Path, metavar="DIR", help="save reject images and heatmaps here")
+    parser.add_argument("--save-cap-mb", type=float, default=500.0, help="disk cap of --save-rejects (default 500)")
+    parser.add_argument("--summary", type=Path, help="write the run summary JSON here")
+    parser.add_argument("--quiet", action="store_true", help="no live status line")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `lineside run`."""
-    raise not_implemented("run", 8)
+    from lineside.atomic import atomic_write_json
+    from lineside.runtime.ejector import EjectorConfig
+    from lineside.runtime.runner import RunOptions, run_line
+    from lineside.runtime.sources.capture import CaptureConfig
+
+    if args.stall_s <= 0 or args.heartbeat_ms <= 0 or args.save_cap_mb <= 0:
+        raise LinesideError("--stall-s, --heartbeat-ms and --save-cap-mb must be positive")
+    if args.threads is not None and args.threads < 1:
+        raise LinesideError("--threads must be >= 1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = RunOptions(
+        bundle=args.bundle,
+        source=args.source,
+        actuator=args.actuator,
+        log_path=args.log,
+        threshold=args.threshold,
+        class_name=args.class_name,
+        backend=args.backend,
+        engine=args.engine,
+        providers=tuple(p.strip() for p in args.providers.split(",")) if args.providers else None,
+        threads=args.threads,
+        capture=CaptureConfig(rate=args.rate, roi=args.roi, stall_s=args.stall_s, max_parts=args.max_parts),
+        ejector=EjectorConfig(
+            delay_s=args.delay_ms / 1000,
+            pulse_s=args.pulse_ms / 1000,
+            timeout_s=args.timeout_ms / 1000 if args.timeout_ms is not None else None,
+            fail_open=args.fail_open,
+            heartbeat_s=args.heartbeat_ms / 1000,
+        ),
+        heartbeat=args.heartbeat,
+        queue_size=args.queue,
+        save_rejects=args.save_rejects,
+        save_cap_bytes=int(args.save_cap_mb * 1024 * 1024),
+        status=not args.quiet,
+    )
+    summary = run_line(options)
+    if args.summary:
+        atomic_write_json(args.summary, summary)
+    verdicts, latency, overhead = summary["verdicts"], summary["latency_ms"], summary["overhead_ms"]
+    sys.stdout.write(
+        f"{summary['decisions']} parts: {verdicts['PASS']} PASS, {verdicts['REJECT']} REJECT, {verdicts['ERROR']} ERROR"
+        f" | latency p50 {latency['p50']} ms p99 {latency['p99']} ms | overhead p99 {overhead['p99']} ms\n"
+    )
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0

@@ -126,6 +126,7 @@ def open_backend(
     kind: str = "auto",
     engine_path: str | Path | None = None,
     providers: list[str] | None = None,
+    threads: int | None = None,
 ) -> InferenceBackend:
     """Open the inference backend for `bundle`.
 
@@ -136,6 +137,7 @@ def open_backend(
             silent fall back to another backend.
         engine_path: TensorRT engine file (default BUNDLE/model.engine).
         providers: ONNX Runtime execution providers in order of preference (default: best available).
+        threads: ONNX Runtime intra-op threads (default: ONNX Runtime's choice).
     """
     if kind not in BACKEND_KINDS:
         raise LinesideError(f"unknown backend {kind!r}: choose one of {', '.join(BACKEND_KINDS)}")
@@ -148,4 +150,4 @@ def open_backend(
         return TensorRTBackend(bundle, engine)
     from lineside.runtime.backends.onnxruntime import OrtBackend
 
-    return OrtBackend(bundle, providers=providers)
+    return OrtBackend(bundle, providers=providers, threads=threads)

@@ -1,0 +1,170 @@
+"""The actuation stage: fail-safe part bookkeeping, reject pulses timed to the ejector, heartbeat.
+
+Every part is registered when it is captured. Its reject pulse fires when it reaches the ejector
+(capture time + delay) unless a PASS arrived before its deadline: a part that is not positively
+passed in time is rejected (with `fail_open`, only parts judged REJECT are). The outputs are driven
+by reconciling the wanted state with the actuator's last written state, so a write that fails (link
+down) is retried until it succeeds, and overlapping pulses merge into one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lineside.runtime.actuators.base import Actuator, ActuatorError
+from lineside.runtime.decision import Verdict
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 0.02  # how soon a failed output write is tried again (the actuator adds its own back-off)
+
+
+@dataclass(frozen=True)
+class EjectorConfig:
+    """Timing of the reject output."""
+
+    delay_s: float = 0.0  # capture -> part at the ejector; 0 = fire as soon as the verdict is known
+    pulse_s: float = 0.05
+    timeout_s: float | None = None  # verdict deadline after capture (default: delay_s, or 1 s when delay_s is 0)
+    fail_open: bool = False  # parts without a verdict pass instead of being rejected
+    heartbeat_s: float = 0.5  # heartbeat half-period
+
+    @property
+    def deadline_s(self) -> float:
+        if self.timeout_s is not None:
+            return self.timeout_s
+        return self.delay_s if self.delay_s > 0 else 1.0
+
+
+@dataclass
+class _Part:
+    eject_at: float
+    verdict: Verdict | None = None
+
+
+class Ejector:
+    """Runs in the actuation thread (`run`); `register` and `resolve` are called from the other stages."""
+
+    def __init__(
+        self,
+        actuator: Actuator,
+        config: EjectorConfig,
+        on_timeout: Callable[[int], None],
+        heartbeat: Actuator | None = None,
+        healthy: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.actuator = actuator
+        self.heartbeat = heartbeat
+        self.config = config
+        self.pulses = 0
+        self.actuator_errors = 0
+        self._on_timeout = on_timeout
+        self._healthy = healthy
+        self._parts: dict[int, _Part] = {}
+        self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, part id)
+        self._windows: list[tuple[float, float]] = []  # reject pulses (start, end), monotonic
+        self._wake = threading.Condition()
+        self._closing = False
+
+    def register(self, part_id: int, capture_mono: float) -> None:
+        """A part was captured: from now on it is rejected unless it passes in time."""
+        with self._wake:
+            self._parts[part_id] = _Part(eject_at=capture_mono + self.config.delay_s)
+            heapq.heappush(self._deadlines, (capture_mono + self.config.deadline_s, part_id))
+            self._wake.notify()
+
+    def resolve(self, part_id: int, verdict: Verdict) -> bool:
+        """Record a part's verdict; False when it came too late (the deadline already decided it)."""
+        with self._wake:
+            part = self._parts.pop(part_id, None)
+            if part is None:
+                return False
+            self._act(part.eject_at, verdict)
+            self._wake.notify()
+            return True
+
+    def _act(self, eject_at: float, verdict: Verdict | None) -> None:
+        """Schedule the reject pulse a verdict calls for (caller holds the lock)."""
+        rejected = verdict is Verdict.REJECT or (verdict is not Verdict.PASS and not self.config.fail_open)
+        if rejected:
+            start = max(eject_at, time.monotonic())
+            self._windows.append((start, start + self.config.pulse_s))
+            self.pulses += 1
+
+    def pending(self) -> int:
+        """Parts captured but not yet decided, plus pulses not yet finished."""
+        with self._wake:
+            now = time.monotonic()
+            return len(self._parts) + sum(end > now for _, end in self._windows)
+
+    def _expire(self, now: float) -> list[int]:
+        """Parts whose deadline passed without a verdict; they get the fail-safe action (lock held)."""
+        expired = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, part_id = heapq.heappop(self._deadlines)
+            part = self._parts.pop(part_id, None)
+            if part is not None:
+                self._act(part.eject_at, None)
+                expired.append(part_id)
+        return expired
+
+    def _wanted(self, now: float) -> tuple[bool, bool, float]:
+        """(reject on?, heartbeat on?, next time something changes) (lock held)."""
+        self._windows = [w for w in self._windows if w[1] > now]
+        reject_on = any(start <= now for start, _ in self._windows)
+        edges = [t for window in self._windows for t in window if t > now]
+        if self._deadlines:
+            edges.append(self._deadlines[0][0])
+        beat_on = False
+        if self.heartbeat is not None and self._healthy() and not self._closing:
+            period = self.config.heartbeat_s
+            beat_on = int(now / period) % 2 == 0
+            edges.append((int(now / period) + 1) * period)
+        return reject_on, beat_on, min(edges, default=now + 0.5)
+
+    def _drive(self, output: Actuator | None, on: bool) -> bool:
+        """Bring `output` to `on`; False when the write failed (retried on the next pass)."""
+        if output is None or output.state is on:
+            return True
+        try:
+            output.set(on)
+            return True
+        except ActuatorError as exc:
+            self.actuator_errors += 1
+            if self.actuator_errors % 50 == 1:
+                log.error("actuator write failed (%d so far): %s", self.actuator_errors, exc)
+            return False
+
+    def run(self, stop: threading.Event, abort: threading.Event | None = None) -> None:
+        """Actuation loop until `stop` is set and every registered part is decided and pulsed, or `abort`."""
+        while abort is None or not abort.is_set():
+            with self._wake:
+                now = time.monotonic()
+                expired = self._expire(now)
+                reject_on, beat_on, next_edge = self._wanted(now)
+                idle = not self._parts and not self._windows
+            for part_id in expired:
+                self._on_timeout(part_id)
+            ok = self._drive(self.actuator, reject_on) & self._drive(self.heartbeat, beat_on)
+            if stop.is_set() and idle and ok:
+                return
+            with self._wake:
+                wait = next_edge - time.monotonic()
+                if not ok:
+                    wait = min(wait, RETRY_S)
+                if stop.is_set():
+                    wait = min(wait, 0.05)
+                if wait > 0:
+                    self._wake.wait(wait)
+
+    def close(self) -> None:
+        """Leave every output off and close the links (after `run` returned)."""
+        self._closing = True
+        for output in (self.actuator, self.heartbeat):
+            if output is not None:
+                output.close()

@@ -1,0 +1,41 @@
+"""A captured frame: one part's image (or why there is none), its part id and capture times."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    """One part as the capture stage saw it.
+
+    `image` is None when the part could not be imaged (unreadable or corrupt frame, or a part missed
+    while the source was stalled); `error` then says why and the part gets an ERROR verdict.
+    """
+
+    part_id: int
+    capture_mono: float  # time.monotonic() at capture; all deadlines are on this clock
+    capture_time: float  # time.time() at capture, for the log
+    image: np.ndarray | None  # (H, W, 3) uint8 BGR, ROI-cropped
+    error: str | None = None
+
+    @classmethod
+    def now(cls, part_id: int, image: np.ndarray | None, error: str | None = None) -> Frame:
+        """A frame stamped with the current time."""
+        return cls(part_id, time.monotonic(), time.time(), image, error)
+
+
+def frame_problem(image: np.ndarray | None) -> str | None:
+    """Why `image` cannot be inspected (None if it can): missing, wrong type/shape, or blank."""
+    if image is None:
+        return "no image"
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        return f"frame is not a uint8 array ({getattr(image, 'dtype', type(image).__name__)})"
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 8 or image.shape[1] < 8:
+        return f"frame has shape {image.shape}, expected (H, W, 3) BGR"
+    if int(image.max()) == int(image.min()):
+        return "frame is uniform (camera blanked or corrupt)"
+    return None

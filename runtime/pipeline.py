@@ -1,0 +1,278 @@
+"""The line-side loop: capture -> inference -> decision -> scheduled actuation, logged.
+
+Threads and queues:
+    capture   (Capture.run)   frames -> `frames` queue (bounded, `queue_size`)
+    inference (this module)   frames -> backend -> verdict -> Ejector.resolve + results log
+    actuation (Ejector.run)   deadlines, reject pulses, heartbeat
+Drop policy: a paced source (camera, stream, or replay with --rate) never waits for inference; when
+the queue is full the OLDEST queued part is dropped and gets an ERROR verdict (so it is rejected,
+and logged), keeping the newest parts inside their deadlines. An unpaced replay (file or folder
+without --rate) waits instead, so a benchmark replay loses no frame. Every part gets exactly one
+decision record: the first of (its verdict, its deadline) wins, arbitrated by the Ejector.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from lineside.preprocess import resize_for_model
+from lineside.runtime.actuators.base import Actuator
+from lineside.runtime.backends.base import BackendError, InferenceBackend
+from lineside.runtime.decision import Verdict, decide
+from lineside.runtime.ejector import Ejector, EjectorConfig
+from lineside.runtime.frames import Frame, frame_problem
+from lineside.runtime.results import RejectStore, ResultsLog
+from lineside.runtime.sources.capture import Capture
+from lineside.runtime.stats import Rolling
+
+log = logging.getLogger(__name__)
+
+UNHEALTHY_AFTER_ERRORS = 3  # consecutive backend failures that stop the heartbeat
+
+
+@dataclass
+class Counters:
+    """Decisions by verdict plus the ways a part can fail."""
+
+    verdicts: dict[str, int] = field(default_factory=lambda: {v.value: 0 for v in Verdict})
+    dropped: int = 0
+    timeouts: int = 0
+    late: int = 0
+    backend_errors: int = 0
+
+    @property
+    def decisions(self) -> int:
+        return sum(self.verdicts.values())
+
+
+class Pipeline:
+    """Wires a capture, a backend, an ejector and the logs; `run()` blocks until the line stops."""
+
+    def __init__(
+        self,
+        capture: Capture,
+        backend: InferenceBackend,
+        results: ResultsLog,
+        threshold: float,
+        ejector: EjectorConfig,
+        actuator: Actuator,
+        *,
+        heartbeat: Actuator | None = None,
+        paced: bool,
+        queue_size: int = 4,
+        rejects: RejectStore | None = None,
+    ) -> None:
+        self.capture = capture
+        self.backend = backend
+        self.results = results
+        self.threshold = threshold
+        self.paced = paced
+        self.rejects = rejects
+        self.ejector = Ejector(actuator, ejector, self._on_timeout, heartbeat, self.healthy)
+        self.counters = Counters()
+        self.total_ms = Rolling()
+        self.overhead_ms = Rolling()
+        self.stop = capture.stop  # graceful: stop capturing, decide what is in flight
+        self.abort = threading.Event()  # second signal: stop now
+        self._frames: queue.Queue[Frame] = queue.Queue(maxsize=queue_size)
+        self._captured: dict[int, Frame] = {}
+        self._lock = threading.Lock()
+        self._capture_done = threading.Event()
+        self._consecutive_errors = 0
+
+    # ---- health and status -------------------------------------------------------------------------------
+    def healthy(self) -> bool:
+        """Source delivering and backend answering: the heartbeat toggles only then."""
+        return self.capture.stats.source_up and self._consecutive_errors < UNHEALTHY_AFTER_ERRORS
+
+    def status(self) -> str:
+        """One status line: fps, latency percentiles, decisions, rejects, errors."""
+        p50, p99 = self.total_ms.percentiles(50, 99)
+        verdicts = self.counters.verdicts
+        return (
+            f"{self.total_ms.rate():5.1f} fps | latency p50 {p50:6.1f} ms p99 {p99:6.1f} ms | "
+            f"parts {self.counters.decisions} | rejects {verdicts['REJECT']} | errors {verdicts['ERROR']} "
+            f"(dropped {self.counters.dropped}, timeouts {self.counters.timeouts}, missed {self.capture.stats.missed})"
+            f" | {'OK' if self.healthy() else 'UNHEALTHY'}"
+        )
+
+    # ---- capture side ------------------------------------------------------------------------------------
+    def _emit(self, frame: Frame) -> None:
+        """Called by the capture thread for every part."""
+        with self._lock:
+            self._captured[frame.part_id] = frame
+        self.ejector.register(frame.part_id, frame.capture_mono)
+        problem = frame.error or frame_problem(frame.image)
+        if problem is not None:
+            self._finish(frame, Verdict.ERROR, reason=f"bad frame: {problem}")
+            return
+        if not self.paced:
+            while not self.abort.is_set():
+                try:
+                    self._frames.put(frame, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
+        while True:
+            try:
+                self._frames.put_nowait(frame)
+                return
+            except queue.Full:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        try:
+            oldest = self._frames.get_nowait()
+        except queue.Empty:
+            return
+        with self._lock:
+            self.counters.dropped += 1
+        self._finish(oldest, Verdict.ERROR, reason="dropped: inference fell behind (queue full)")
+
+    def _capture_loop(self) -> None:
+        try:
+            self.capture.run(self._emit)
+        except Exception:  # the line must still drain and leave outputs off
+            log.exception("capture stage failed")
+        finally:
+            self._capture_done.set()
+
+    # ---- inference side ----------------------------------------------------------------------------------
+    def _inference_loop(self) -> None:
+        while not self.abort.is_set():
+            try:
+                frame = self._frames.get(timeout=0.05)
+            except queue.Empty:
+                if self._capture_done.is_set():
+                    return
+                continue
+            self._inspect(frame)
+
+    def _inspect(self, frame: Frame) -> None:
+        start = time.monotonic()
+        image = resize_for_model(frame.image, self.backend.input_size)  # (H, W, 3) uint8
+        ready = time.monotonic()
+        try:
+            result = self.backend.infer(image[None])  # (1, H, W, 3) -> map (1, 1, H, W), score (1,)
+        except (BackendError, ValueError) as exc:
+            self._consecutive_errors += 1
+            self.counters.backend_errors += 1
+            self._finish(frame, Verdict.ERROR, reason=str(exc), image=image)
+            return
+        inferred = time.monotonic()
+        self._consecutive_errors = 0
+        score = float(result.score[0])
+        verdict = decide(score, self.threshold)
+        latency = {
+            "queue": (start - frame.capture_mono) * 1000,
+            "preprocess": (ready - start) * 1000,
+            "infer": (inferred - ready) * 1000,
+        }
+        self._finish(frame, verdict, score=score, latency=latency, image=image, anomaly_map=result.anomaly_map[0, 0])
+
+    # ---- decisions ---------------------------------------------------------------------------------------
+    def _finish(
+        self,
+        frame: Frame,
+        verdict: Verdict,
+        *,
+        reason: str | None = None,
+        score: float | None = None,
+        latency: dict[str, float] | None = None,
+        image=None,
+        anomaly_map=None,
+    ) -> None:
+        """Hand the verdict to the ejector; log it if it was in time, else log a late-result event."""
+        if not self.ejector.resolve(frame.part_id, verdict):
+            with self._lock:
+                self.counters.late += 1
+            self.results.write(
+                {
+                    "type": "event",
+                    "event": "late_result",
+                    "part_id": frame.part_id,
+                    "verdict": verdict.value,
+                    "score": score,
+                    "time": time.time(),
+                }
+            )
+            return
+        self._record(frame, verdict, reason, score, latency or {})
+        if self.rejects is not None and verdict is not Verdict.PASS and image is not None:
+            self.rejects.submit(frame.part_id, image, anomaly_map, self.threshold)
+
+    def _on_timeout(self, part_id: int) -> None:
+        """Called by the actuation thread for a part whose deadline passed without a verdict."""
+        with self._lock:
+            frame = self._captured.get(part_id)
+            if frame is None:
+                return
+            self.counters.timeouts += 1
+        deadline_ms = self.ejector.config.deadline_s * 1000
+        self._record(frame, Verdict.ERROR, f"timeout: no verdict within {deadline_ms:.0f} ms", None, {})
+
+    def _record(
+        self, frame: Frame, verdict: Verdict, reason: str | None, score: float | None, latency: dict[str, float]
+    ) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._captured.pop(frame.part_id, None)
+            self.counters.verdicts[verdict.value] += 1
+        total = (now - frame.capture_mono) * 1000
+        latency = {**latency, "total": total}
+        if "infer" in latency:
+            self.total_ms.add(total)
+            self.overhead_ms.add(total - latency["infer"] - latency["queue"])
+        config = self.ejector.config
+        ejected = verdict is Verdict.REJECT or (verdict is Verdict.ERROR and not config.fail_open)
+        eject_wall = frame.capture_time + max(config.delay_s, (now - frame.capture_mono)) if ejected else None
+        self.results.write(
+            {
+                "type": "part",
+                "part_id": frame.part_id,
+                "capture_time": frame.capture_time,
+                "decision_time": time.time(),
+                "verdict": verdict.value,
+                "score": score,
+                "threshold": self.threshold,
+                "reason": reason,
+                "eject_time": eject_wall,
+                "latency_ms": {key: round(value, 3) for key, value in latency.items()},
+            }
+        )
+
+    # ---- run ---------------------------------------------------------------------------------------------
+    def run(self) -> Counters:
+        """Run until the source ends, max parts, or `stop`; then drain: every captured part is decided."""
+        threads = [
+            threading.Thread(target=self._capture_loop, name="lineside-capture", daemon=True),
+            threading.Thread(target=self._inference_loop, name="lineside-inference", daemon=True),
+        ]
+        ejector_stop = threading.Event()
+        actuation = threading.Thread(
+            target=self.ejector.run, args=(ejector_stop, self.abort), name="lineside-actuation", daemon=True
+        )
+        actuation.start()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive() and not self.abort.is_set():
+                thread.join(0.1)
+        ejector_stop.set()
+        while actuation.is_alive() and not self.abort.is_set():
+            actuation.join(0.1)
+        self._decide_leftovers()
+        self.ejector.close()
+        return self.counters
+
+    def _decide_leftovers(self) -> None:
+        """After an abort, parts still in flight get an ERROR record (their pulses can no longer fire)."""
+        with self._lock:
+            leftovers = sorted(self._captured.values(), key=lambda f: f.part_id)
+        for frame in leftovers:
+            self._finish(frame, Verdict.ERROR, reason="aborted before a verdict")

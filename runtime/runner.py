@@ -1,0 +1,175 @@
+"""Assemble and run a line from options: what `lineside run` calls (and tests and benchmarks too)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from lineside.bundle import load_bundle
+from lineside.errors import LinesideError
+from lineside.runtime.actuators.base import Actuator, open_actuator
+from lineside.runtime.backends.base import open_backend
+from lineside.runtime.decision import resolve_threshold
+from lineside.runtime.ejector import EjectorConfig
+from lineside.runtime.pipeline import Counters, Pipeline
+from lineside.runtime.results import RejectStore, ResultsLog
+from lineside.runtime.sources.base import source_factory
+from lineside.runtime.sources.capture import Capture, CaptureConfig
+from lineside.runtime.stats import StatusLine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything `lineside run` takes (see its --help)."""
+
+    bundle: Path
+    source: str
+    actuator: str = "log://"
+    log_path: Path | None = None
+    threshold: float | None = None
+    class_name: str | None = None
+    backend: str = "auto"
+    engine: Path | None = None
+    providers: tuple[str, ...] | None = None
+    threads: int | None = None
+    capture: CaptureConfig = CaptureConfig()
+    ejector: EjectorConfig = EjectorConfig()
+    heartbeat: str | None = None
+    queue_size: int = 4
+    warmup: int = 3
+    save_rejects: Path | None = None
+    save_cap_bytes: int = 500 * 1024 * 1024
+    status: bool = True
+
+
+def check_options(options: RunOptions) -> None:
+    """Refuse inconsistent timing before anything is opened."""
+    eject, capture = options.ejector, options.capture
+    if eject.delay_s < 0 or eject.pulse_s <= 0:
+        raise LinesideError("--delay-ms must be >= 0 and --pulse-ms > 0")
+    if eject.timeout_s is not None and (
+        eject.timeout_s <= 0 or (eject.delay_s > 0 and eject.timeout_s > eject.delay_s)
+    ):
+        raise LinesideError(
+            "--timeout-ms must be > 0 and not longer than --delay-ms (the part would be past the ejector)"
+        )
+    if capture.rate is not None and capture.rate <= 0:
+        raise LinesideError("--rate must be > 0 frames per second")
+    if capture.max_parts is not None and capture.max_parts <= 0:
+        raise LinesideError("--max-parts must be > 0")
+    if options.queue_size < 1:
+        raise LinesideError("--queue must be >= 1")
+
+
+@contextmanager
+def _signals(pipeline: Pipeline) -> Iterator[None]:
+    """First SIGINT/SIGTERM: stop capturing and decide what is in flight; second: stop now."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if pipeline.stop.is_set():
+            log.warning("second %s: aborting", signal.Signals(signum).name)
+            pipeline.abort.set()
+        else:
+            log.warning("%s: finishing the parts in flight, then stopping", signal.Signals(signum).name)
+            pipeline.stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _connect(url: str | None) -> Actuator | None:
+    if url is None:
+        return None
+    actuator = open_actuator(url)
+    actuator.connect()
+    return actuator
+
+
+def run_line(options: RunOptions) -> dict[str, Any]:
+    """Open everything, run until the source ends / --max-parts / a signal; return the summary."""
+    check_options(options)
+    bundle = load_bundle(options.bundle)
+    threshold = resolve_threshold(bundle, options.threshold, options.class_name)
+    factory = source_factory(options.source, rate=options.capture.rate)
+    capture = Capture(factory, options.capture)
+    results = ResultsLog(options.log_path)
+    rejects = RejectStore(options.save_rejects, options.save_cap_bytes) if options.save_rejects else None
+    providers = list(options.providers) if options.providers else None
+    outputs: list[Actuator] = []
+    try:
+        backend = open_backend(bundle, options.backend, options.engine, providers, options.threads)
+        with backend:
+            warm_ms = backend.warmup(options.warmup)
+            log.info("backend %s ready (warm-up inference %.1f ms), threshold %.4g", backend.name, warm_ms, threshold)
+            outputs = [a for a in (_connect(options.actuator), _connect(options.heartbeat)) if a is not None]
+            source = capture.open()
+            pipeline = Pipeline(
+                capture, backend, results, threshold, options.ejector, outputs[0],
+                heartbeat=outputs[1] if len(outputs) > 1 else None, paced=source.live or options.capture.rate is not None,
+                queue_size=options.queue_size, rejects=rejects,
+            )  # fmt: skip
+            status = StatusLine(pipeline.status) if options.status else None
+            with _signals(pipeline):
+                if status is not None:
+                    status.start()
+                try:
+                    counters = pipeline.run()
+                finally:
+                    if status is not None:
+                        status.stop()
+            return summarize(pipeline, warm_ms, counters)
+    finally:
+        capture.stop.set()
+        for output in outputs:
+            output.close()
+        if rejects is not None:
+            rejects.close()
+        results.close()
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 3) if math.isfinite(value) else None
+
+
+def summarize(pipeline: Pipeline, warm_ms: float, counters: Counters) -> dict[str, Any]:
+    """What the run did, for the console and for tests/benchmarks."""
+    capture, ejector = pipeline.capture.stats, pipeline.ejector
+    p50, p99 = (_finite(v) for v in pipeline.total_ms.percentiles(50, 99))
+    o50, o99 = (_finite(v) for v in pipeline.overhead_ms.percentiles(50, 99))
+    return {
+        "backend": pipeline.backend.name,
+        "warmup_ms": round(warm_ms, 3),
+        "frames": capture.frames,
+        "decisions": counters.decisions,
+        "verdicts": dict(counters.verdicts),
+        "dropped": counters.dropped,
+        "timeouts": counters.timeouts,
+        "late_results": counters.late,
+        "backend_errors": counters.backend_errors,
+        "bad_frames": capture.bad_frames,
+        "missed": capture.missed,
+        "outages": capture.outages,
+        "pulses": ejector.pulses,
+        "actuator_errors": ejector.actuator_errors,
+        "rejects_saved": pipeline.rejects.saved if pipeline.rejects else 0,
+        "latency_ms": {"p50": p50, "p99": p99},
+        "overhead_ms": {"p50": o50, "p99": o99},
+        "log_lines": pipeline.results.lines,
+    }

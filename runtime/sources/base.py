@@ -1,0 +1,75 @@
+"""What every frame source provides, and `source_factory` that turns a --source string into one.
+
+A source yields raw (H, W, 3) uint8 BGR images. Part ids, ROI, pacing, stall detection and
+reopening are the capture stage's job (`runtime/sources/capture.py`), not the source's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from lineside.errors import LinesideError
+
+STREAM_SCHEMES: tuple[str, ...] = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+class EndOfSource(Exception):
+    """The source has no more frames (end of file) or lost its camera/stream."""
+
+
+class FrameSource(ABC):
+    """A camera, stream, video file or image folder."""
+
+    live: bool = False  # a camera or stream: reopened when lost; a file or folder: ends
+    nominal_fps: float | None = None  # frame rate the source reports, when it reports one
+
+    @abstractmethod
+    def read(self) -> tuple[np.ndarray | None, str | None]:
+        """The next image, or (None, why) for a frame that exists but is unusable; raises EndOfSource."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the device or file; safe to call twice."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A short human-readable name for logs."""
+
+
+def is_gstreamer(spec: str) -> bool:
+    """A GStreamer pipeline description (Jetson CSI/USB) rather than a path or URL."""
+    return "!" in spec and "appsink" in spec
+
+
+def source_factory(spec: str, *, rate: float | None = None) -> Callable[[], FrameSource]:
+    """Parse a --source value into a factory that opens a fresh source (the watchdog reopens with it).
+
+    `spec` is a camera index ("0"), a video file, an image folder, an RTSP/HTTP stream URL or a
+    GStreamer pipeline ending in appsink. `rate` is the replay rate of a folder in frames/s.
+    """
+    from lineside.runtime.sources.folder import ImageFolderSource
+    from lineside.runtime.sources.opencv import OpenCvSource
+
+    spec = spec.strip()
+    if not spec:
+        raise LinesideError("--source is empty: give a camera index, video file, image folder, stream URL or pipeline")
+    if spec.isdigit():
+        return lambda: OpenCvSource(int(spec), live=True)
+    if is_gstreamer(spec):
+        return lambda: OpenCvSource(spec, live=True, gstreamer=True)
+    if spec.lower().startswith(STREAM_SCHEMES):
+        return lambda: OpenCvSource(spec, live=True)
+    path = Path(spec)
+    if path.is_dir():
+        ImageFolderSource.list_images(path)  # fail now, not in the capture thread, when it is empty
+        return lambda: ImageFolderSource(path, rate=rate)
+    if path.is_file():
+        return lambda: OpenCvSource(str(path), live=False)
+    raise LinesideError(
+        f"--source {spec!r} is not a camera index, an existing video file or image folder, a stream URL "
+        "(rtsp://, http://...) or a GStreamer pipeline ending in appsink"
+    )

@@ -1,0 +1,199 @@
+"""The capture stage: part ids, ROI, replay pacing, and a watchdog that reopens a stalled source.
+
+Frames are read by a reader thread per opened source and handed over through a small queue, so a
+read that hangs inside a camera driver or a dead stream cannot block the line: after `stall_s`
+without a frame the source is abandoned (its thread releases it if the read ever returns) and a new
+one is opened with exponential back-off. Parts that passed while the source was down are emitted as
+frames without an image (so they get an ERROR verdict and are logged) when the part rate is known.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from lineside.errors import LinesideError
+from lineside.runtime.frames import Frame
+from lineside.runtime.sources.base import EndOfSource, FrameSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """How frames are taken from a source."""
+
+    rate: float | None = None  # replay: frames/s; live: the line's part rate, to count parts missed in outages
+    roi: tuple[int, int, int, int] | None = None  # x, y, width, height in source pixels
+    stall_s: float = 2.0  # a live source silent this long is reopened
+    backoff_s: float = 0.5  # first reopen delay, doubled per failure
+    backoff_max_s: float = 10.0
+    max_parts: int | None = None
+
+
+@dataclass
+class CaptureStats:
+    """Counters the status line and the final report show."""
+
+    frames: int = 0
+    bad_frames: int = 0
+    missed: int = 0
+    outages: int = 0
+    source_up: bool = False
+
+
+class _End:
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def crop(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> tuple[np.ndarray | None, str | None]:
+    """The ROI of `image` (a view), or (None, why) when the ROI does not fit the frame."""
+    if roi is None:
+        return image, None
+    x, y, width, height = roi
+    if x + width > image.shape[1] or y + height > image.shape[0]:
+        return None, f"ROI {roi} does not fit the {image.shape[1]}x{image.shape[0]} frame"
+    return image[y : y + height, x : x + width], None
+
+
+def _reader(source: FrameSource, items: queue.Queue, alive: threading.Event) -> None:
+    """Read frames into `items` until the source ends or the capture stage abandons this source."""
+    try:
+        while alive.is_set():
+            try:
+                item: object = source.read()
+            except EndOfSource as exc:
+                item = _End(str(exc))
+            except Exception as exc:  # a driver error is a lost source, not a crash of the line
+                item = _End(f"{type(exc).__name__}: {exc}")
+            while alive.is_set():
+                try:
+                    items.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, _End):
+                return
+    finally:
+        source.close()
+
+
+class Capture:
+    """Runs in the capture thread; calls `emit(frame)` for every part, in part-id order."""
+
+    def __init__(self, factory: Callable[[], FrameSource], config: CaptureConfig) -> None:
+        self.config = config
+        self.stats = CaptureStats()
+        self.stop = threading.Event()  # set to end capture (signal, shutdown)
+        self._factory = factory
+        self._next_id = 0
+        self._source: FrameSource | None = None
+        self._last_mono: float | None = None
+        self._after_outage = False
+
+    def open(self) -> FrameSource:
+        """Open the source the first time; a source that cannot be opened now is a user error."""
+        try:
+            self._source = self._factory()
+        except EndOfSource as exc:
+            raise LinesideError(f"{exc}: check --source (device present? URL reachable?)") from exc
+        self.stats.source_up = True
+        return self._source
+
+    def run(self, emit: Callable[[Frame], None]) -> None:
+        """Capture until the source ends (file/folder), `max_parts` is reached, or stop is set."""
+        source = self._source or self.open()
+        while not self.stop.is_set():
+            finished = self._pump(source, emit)
+            self.stats.source_up = False
+            if finished or not source.live:
+                return
+            self.stats.outages += 1
+            self._after_outage = True
+            source = self._reopen()
+            if source is None:
+                return
+            self.stats.source_up = True
+
+    def _reopen(self) -> FrameSource | None:
+        """Open a fresh source with exponential back-off; None once stop is set."""
+        delay, failures = self.config.backoff_s, 0
+        while not self.stop.wait(delay):
+            try:
+                source = self._factory()
+                log.warning("source reopened after %d failed attempt(s)", failures)
+                return source
+            except (EndOfSource, LinesideError) as exc:
+                failures += 1
+                log.warning("reopen failed (%s); next try in %.1f s", exc, min(delay * 2, self.config.backoff_max_s))
+                delay = min(delay * 2, self.config.backoff_max_s)
+        return None
+
+    def _pump(self, source: FrameSource, emit: Callable[[Frame], None]) -> bool:
+        """Frames from one opened source; True when capture is finished, False when the source was lost."""
+        items: queue.Queue = queue.Queue(maxsize=2)
+        alive = threading.Event()
+        alive.set()
+        threading.Thread(target=_reader, args=(source, items, alive), name="lineside-reader", daemon=True).start()
+        period = 1.0 / self.config.rate if self.config.rate else None
+        start = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                try:
+                    item = items.get(timeout=self.config.stall_s if source.live else 0.5)
+                except queue.Empty:
+                    if source.live:
+                        log.warning(
+                            "%s stalled: no frame for %.1f s, reopening", source.describe(), self.config.stall_s
+                        )
+                        return False
+                    continue
+                if isinstance(item, _End):
+                    log.warning("%s: %s", source.describe(), item.why)
+                    return not source.live
+                if period is not None and not source.live:
+                    self.stop.wait(max(0.0, start + self.stats.frames * period - time.monotonic()))
+                if source.live:
+                    self._emit_missed(emit)
+                emit(self._frame(*item))
+                if self.config.max_parts is not None and self._next_id >= self.config.max_parts:
+                    return True
+            return True
+        finally:
+            alive.clear()
+
+    def _frame(self, image: np.ndarray | None, error: str | None) -> Frame:
+        if image is not None:
+            image, error = crop(image, self.config.roi)
+        frame = Frame.now(self._next_id, image, error)
+        self._next_id += 1
+        self.stats.frames += 1
+        self.stats.bad_frames += error is not None
+        self._last_mono = frame.capture_mono
+        return frame
+
+    def _emit_missed(self, emit: Callable[[Frame], None]) -> None:
+        """After an outage, emit an image-less frame for each part that passed meanwhile (needs --rate)."""
+        if not self._after_outage:
+            return
+        self._after_outage = False
+        if self._last_mono is None or not self.config.rate:
+            log.warning("parts passed while the source was down; pass --rate to count and reject them")
+            return
+        gap = time.monotonic() - self._last_mono
+        missed = max(0, round(gap * self.config.rate) - 1)
+        wall_offset = time.time() - time.monotonic()
+        for k in range(1, missed + 1):
+            if self.config.max_parts is not None and self._next_id >= self.config.max_parts:
+                break
+            mono = self._last_mono + k / self.config.rate
+            emit(Frame(self._next_id, mono, mono + wall_offset, None, "missed: source was down"))
+            self._next_id += 1
+            self.stats.missed += 1
