@@ -16,7 +16,7 @@ from lineside.errors import LinesideError
 from lineside.synth.preview import contact_sheet
 from lineside.synth.scene import CATEGORIES, GOOD, RenderedSample, render_sample
 
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 PREVIEW_NAME = "preview.png"
 META_NAME = "synth.json"
 

@@ -6,6 +6,8 @@ All fields are float32 of shape (H, W) unless stated otherwise.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -38,10 +40,13 @@ def streak_noise(rng: np.random.Generator, shape: tuple[int, int], length: int, 
     return np.ascontiguousarray(field / max(float(field.std()), 1e-6))
 
 
+@functools.lru_cache(maxsize=4)
 def coords(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre coordinate grids (x, y), each (H, W) float32."""
+    """Pixel coordinate grids (x, y), each (H, W) float32 and read-only (cached per shape)."""
     height, width = shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    xs.flags.writeable = False
+    ys.flags.writeable = False
     return xs, ys
 
 

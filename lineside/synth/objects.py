@@ -35,10 +35,10 @@ def _sample(rng: np.random.Generator, size: int, angle_deg: float) -> ObjectPara
     belt = 0.26 + 0.012 * fractal_noise(rng, shape, 8, 3) + 0.01 * streak_noise(rng, shape, int(40 * s), 0.0)
     return ObjectParams(
         size=size,
-        centre=(size / 2 + rng.normal(0, 4 * s), size / 2 + rng.normal(0, 4 * s)),
-        angle=np.deg2rad(rng.uniform(-angle_deg, angle_deg)),
-        scale=rng.uniform(0.97, 1.03),
-        light=rng.uniform(-2.6, -1.9),
+        centre=(float(size / 2 + rng.normal(0, 4 * s)), float(size / 2 + rng.normal(0, 4 * s))),
+        angle=float(np.deg2rad(rng.uniform(-angle_deg, angle_deg))),
+        scale=float(rng.uniform(0.97, 1.03)),
+        light=float(rng.uniform(-2.6, -1.9)),
         belt=belt.astype(np.float32),
         grain=fractal_noise(rng, shape, 24, 2),
     )

@@ -39,12 +39,17 @@ class Mesh:
     def sample(self, rng: np.random.Generator, size: int) -> TextureParams:
         """Draw the jitter of one good image."""
         s = size / 256
-        period = 14.0 * s * rng.uniform(0.96, 1.04)
+        period = float(14.0 * s * rng.uniform(0.96, 1.04))
         colour = tuple(np.array([150.0, 178.0, 196.0]) * rng.uniform(0.95, 1.05) * rng.uniform(0.98, 1.02, 3))
         shape = (size, size)
         fields = (streak_noise(rng, shape, int(20 * s), 90.0), streak_noise(rng, shape, int(20 * s), 0.0))
         return TextureParams(
-            size, np.deg2rad(rng.uniform(-2.5, 2.5)), period, tuple(rng.uniform(0, period, 2)), colour, fields
+            size,
+            float(np.deg2rad(rng.uniform(-2.5, 2.5))),
+            period,
+            tuple(map(float, rng.uniform(0, period, 2))),
+            colour,
+            fields,
         )
 
     def render(self, p: TextureParams, cut: np.ndarray | None = None) -> np.ndarray:
@@ -56,7 +61,7 @@ class Mesh:
         over = ((np.floor(u / p.period) + np.floor(v / p.period)) % 2) == 0
         warp = np.sqrt(np.clip(1 - ((fu - 0.5) / 0.4) ** 2, 0, 1))  # vertical thread cross-section
         weft = np.sqrt(np.clip(1 - ((fv - 0.5) / 0.4) ** 2, 0, 1))  # horizontal thread cross-section
-        dip = np.where(over, 0.5, -0.5)
+        dip = np.where(over, np.float32(0.5), np.float32(-0.5))
         z_warp = np.where(warp > 0, warp + dip * np.sin(np.pi * fv), -9.0)
         z_weft = np.where(weft > 0, weft - dip * np.sin(np.pi * fu), -9.0)
         warp_on_top = z_warp >= z_weft
@@ -99,7 +104,9 @@ class BrushedMetal:
         fields = (streak_noise(rng, shape, int(90 * s), angle), streak_noise(rng, shape, int(9 * s), angle))
         colour = tuple(np.array([172.0, 168.0, 162.0]) * rng.uniform(0.96, 1.04))
         band = rng.uniform(0.2, 0.8) * size
-        return TextureParams(size, np.deg2rad(angle), 70.0 * s * rng.uniform(0.8, 1.2), (band, 0.0), colour, fields)
+        return TextureParams(
+            size, float(np.deg2rad(angle)), float(70.0 * s * rng.uniform(0.8, 1.2)), (float(band), 0.0), colour, fields
+        )
 
     def render(self, p: TextureParams) -> np.ndarray:
         """Render the plate."""
@@ -137,8 +144,10 @@ class Wood:
         angle = rng.uniform(-4.0, 4.0)
         fields = (fractal_noise(rng, shape, 2, 2), streak_noise(rng, shape, int(28 * s), angle))
         colour = tuple(np.array([118.0, 165.0, 212.0]) * rng.uniform(0.94, 1.06) * rng.uniform(0.98, 1.02, 3))
-        period = 22.0 * s * rng.uniform(0.9, 1.1)
-        return TextureParams(size, np.deg2rad(angle), period, (rng.uniform(0, period), 0.0), colour, fields)
+        period = float(22.0 * s * rng.uniform(0.9, 1.1))
+        return TextureParams(
+            size, float(np.deg2rad(angle)), period, (float(rng.uniform(0, period)), 0.0), colour, fields
+        )
 
     def render(self, p: TextureParams) -> np.ndarray:
         """Render the board."""
