@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lineside.synth.noise import blob_alpha, coords, draw_polyline, jagged_curve, random_curve
+from lineside.synth.noise import blob_alpha, coords, draw_polyline, fractal_noise, jagged_curve, random_curve
 
 
 def pick_point(rng: np.random.Generator, support: np.ndarray, margin: int, inner: float = 0.95) -> tuple[float, float]:
@@ -47,9 +47,9 @@ def stain(
     """A soft irregular discolouration (oil, rust, water) tinting the surface."""
     centre = pick_point(rng, support, margin)
     r = rng.uniform(*radius)
-    alpha = blob_alpha(rng, support.shape, centre, r, rough=0.5) * support
-    alpha *= rng.uniform(0.75, 1.0)
-    return tint(image, alpha, factors)
+    alpha = blob_alpha(rng, support.shape, centre, r, rough=0.5, edge=0.5 * r) * support
+    patchy = np.clip(0.8 + 0.25 * fractal_noise(rng, support.shape, max(2, int(support.shape[0] / r)), 2), 0, 1)
+    return tint(image, alpha * patchy * rng.uniform(0.8, 1.0), factors)
 
 
 def scratch(
@@ -79,16 +79,18 @@ def crack(
     margin: int,
     angle: float | None = None,
     start: tuple[float, float] | None = None,
+    thickness: int = 2,
+    depth: float = 0.72,
 ) -> np.ndarray:
-    """A dark jagged fissure with a short side branch."""
+    """A dark jagged fissure with a short side branch; `depth` is how much light it swallows."""
     origin = pick_point(rng, support, margin) if start is None else start
     heading = rng.uniform(0, 2 * np.pi) if angle is None else angle
     main = jagged_curve(rng, origin, heading, rng.uniform(*length))
-    alpha = draw_polyline(support.shape, main, thickness=2)
+    alpha = draw_polyline(support.shape, main, thickness=thickness)
     fork = main[int(rng.integers(len(main) // 3, 2 * len(main) // 3))]
     side = jagged_curve(rng, tuple(fork), heading + rng.choice([-0.8, 0.8]), rng.uniform(*length) * 0.3, steps=10)
     alpha = np.maximum(alpha, draw_polyline(support.shape, side, thickness=1)) * support
-    return image * (1 - 0.72 * alpha[..., None])
+    return image * (1 - depth * alpha[..., None])
 
 
 def pit(

@@ -71,17 +71,31 @@ def lighting_field(rng: np.random.Generator, shape: tuple[int, int], strength: f
     return field.astype(np.float32)
 
 
+def aniso_noise(rng: np.random.Generator, shape: tuple[int, int], cells_x: int, cells_y: int) -> np.ndarray:
+    """Single-octave smooth noise with different feature sizes along x and y; unit std."""
+    height, width = shape
+    grid = rng.standard_normal((cells_y + 1, cells_x + 1)).astype(np.float32)
+    field = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+    field -= field.mean()
+    return field / max(float(field.std()), 1e-6)
+
+
 def blob_alpha(
-    rng: np.random.Generator, shape: tuple[int, int], centre: tuple[float, float], radius: float, rough: float = 0.35
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    centre: tuple[float, float],
+    radius: float,
+    rough: float = 0.35,
+    edge: float = 2.0,
 ) -> np.ndarray:
-    """Irregular soft blob in [0, 1]: 1 inside, a noisy edge of about 2 px, exactly 0 far away."""
+    """Irregular blob in [0, 1]: 1 inside, a noisy ramp about `edge` px wide, exactly 0 outside."""
     xs, ys = coords(shape)
     aspect = rng.uniform(0.6, 1.0)
     u, v = rotated(xs, ys, centre, rng.uniform(0, np.pi))
     dist = np.sqrt(u**2 + (v / aspect) ** 2) / radius  # (H, W) normalised radius
     wobble = fractal_noise(rng, shape, cells=max(2, int(shape[0] / (radius * 1.5))), octaves=3)
-    edge = 1.0 + rough * wobble * 0.5 - dist
-    return np.clip(edge * radius / 2.0, 0.0, 1.0).astype(np.float32)
+    shape_field = 1.0 + rough * wobble * 0.5 - dist
+    return np.clip(shape_field * radius / edge, 0.0, 1.0).astype(np.float32)
 
 
 def random_curve(

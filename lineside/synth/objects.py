@@ -27,6 +27,7 @@ class ObjectParams:
     light: float  # direction of the key light, radians
     belt: np.ndarray  # (H, W) belt texture level
     grain: np.ndarray  # (H, W) surface noise of the part
+    radial: np.ndarray  # (size,) 1-D noise profile: turning marks of machined round parts
 
 
 def _sample(rng: np.random.Generator, size: int, angle_deg: float) -> ObjectParams:
@@ -41,6 +42,7 @@ def _sample(rng: np.random.Generator, size: int, angle_deg: float) -> ObjectPara
         light=float(rng.uniform(-2.6, -1.9)),
         belt=belt.astype(np.float32),
         grain=fractal_noise(rng, shape, 24, 2),
+        radial=cv2.GaussianBlur(rng.standard_normal((size, 1)).astype(np.float32), (0, 0), 0.8).ravel(),
     )
 
 
@@ -81,8 +83,8 @@ class Washer:
         alpha = self.support(p) if cut is None else self.support(p) * (1 - cut)
         facing = np.cos(phi + p.angle - p.light)  # (H, W) how the surface normal faces the light
         bevel = smoothstep(3.0, 0.0, outer - rho) - smoothstep(3.0, 0.0, rho - inner)
-        turning = 0.03 * np.sin(2 * np.pi * rho / 1.7)  # concentric machining marks
-        level = 0.7 + 0.07 * facing + 0.2 * bevel * facing + turning + 0.025 * p.grain
+        turning = np.interp(rho, np.arange(p.size, dtype=np.float32), p.radial).astype(np.float32)  # (H, W)
+        level = 0.68 + 0.1 * facing + 0.2 * bevel * facing + 0.035 * turning + 0.01 * p.grain
         part = level[..., None] * np.float32([190, 188, 182])
         return _compose(p, part, alpha)
 
@@ -101,7 +103,8 @@ class Washer:
             at = rng.uniform(-np.pi, np.pi)
             start = self._to_image(p, (inner - 2) * np.cos(at), (inner - 2) * np.sin(at))
             heading = at + p.angle
-            return defects.crack(clean, sup, rng, (outer - inner + 4, outer - inner + 6), 0, heading, start)
+            span = (outer - inner + 4, outer - inner + 6)
+            return defects.crack(clean, sup, rng, span, 0, heading, start, thickness=1, depth=0.65)
         if kind == "scratch":
             return defects.scratch(clean, sup, rng, (25 * s, 50 * s), 120.0, int(10 * s))
         if kind == "stain":
@@ -221,9 +224,12 @@ class Capsule:
             cut = blob_alpha(rng, sup.shape, (float(xs[at]), float(ys[at])), rng.uniform(6, 9) * s, rough=0.4)
             return self.render(p, cut=cut)
         if kind == "crack":
-            return defects.crack(clean, sup, rng, (25 * s, 45 * s), int(8 * s), p.angle + np.pi / 2)
+            start = defects.pick_point(rng, sup, int(8 * s), inner=0.99)
+            heading = p.angle + np.pi / 2 + rng.choice([0.0, np.pi]) + rng.uniform(-0.4, 0.4)
+            return defects.crack(clean, sup, rng, (18 * s, 30 * s), 0, heading, start, thickness=1, depth=0.6)
         if kind == "contamination":
             return defects.specks(clean, sup, rng, (1.8 * s, 3.2 * s), (25.0, 40.0, 60.0), int(8 * s))
-        if kind == "stain":
-            return defects.stain(clean, sup, rng, (0.7, 0.75, 0.95), (6 * s, 10 * s), int(8 * s))
+        if kind == "stain":  # discolouration shows on the white body half
+            body = sup * (self._shape(p)[0] > 6 * s)
+            return defects.stain(clean, body, rng, (0.62, 0.74, 0.9), (7 * s, 11 * s), int(8 * s))
         raise ValueError(kind)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lineside.synth import defects
-from lineside.synth.noise import blob_alpha, coords, fractal_noise, rotated, streak_noise
+from lineside.synth.noise import aniso_noise, blob_alpha, coords, rotated, smoothstep, streak_noise
 
 
 @dataclass(frozen=True)
@@ -142,23 +142,27 @@ class Wood:
         s = size / 256
         shape = (size, size)
         angle = rng.uniform(-4.0, 4.0)
-        fields = (fractal_noise(rng, shape, 2, 2), streak_noise(rng, shape, int(28 * s), angle))
-        colour = tuple(np.array([118.0, 165.0, 212.0]) * rng.uniform(0.94, 1.06) * rng.uniform(0.98, 1.02, 3))
-        period = float(22.0 * s * rng.uniform(0.9, 1.1))
-        return TextureParams(
-            size, float(np.deg2rad(angle)), period, (float(rng.uniform(0, period)), 0.0), colour, fields
+        fields = (
+            aniso_noise(rng, shape, 2, 3),  # slow bends of the rings
+            aniso_noise(rng, shape, 1, 12),  # uneven ring spacing across the grain
+            streak_noise(rng, shape, int(28 * s), angle),  # pores
+            streak_noise(rng, shape, int(90 * s), angle),  # fibre streaks
         )
+        colour = tuple(np.array([112.0, 160.0, 208.0]) * rng.uniform(0.94, 1.06) * rng.uniform(0.98, 1.02, 3))
+        period = float(24.0 * s * rng.uniform(0.9, 1.1))
+        return TextureParams(size, float(np.deg2rad(angle)), period, (float(rng.uniform(0, 1)), 0.0), colour, fields)
 
     def render(self, p: TextureParams) -> np.ndarray:
-        """Render the board."""
+        """Render the board: earlywood fading into a darker latewood band, then a sharp ring boundary."""
         xs, ys = coords((p.size, p.size))
         _, v = rotated(xs, ys, (0.0, 0.0), p.angle)
-        warp = p.fields[0] * p.period * 0.45
-        rings = 0.5 + 0.5 * np.sin(2 * np.pi * (v + warp + p.phase[0]) / p.period)
-        late = rings**3  # narrow dark latewood bands
-        pores = np.clip(p.fields[1] - 1.2, 0, None)
-        level = 1.0 - 0.28 * late - 0.12 * pores  # (H, W)
-        darker = np.array([0.92, 0.86, 0.8], np.float32)
+        bends, spacing, pores, fibres = p.fields
+        phase = (v + (0.35 * bends + 0.3 * spacing) * p.period) / p.period + p.phase[0]
+        t = phase % 1.0  # (H, W) position within a growth ring
+        late = smoothstep(0.45, 0.85, t) * (1 - smoothstep(0.9, 1.0, t))
+        pore = np.clip(pores - 1.3, 0, None)
+        level = 1.0 - 0.2 * late - 0.1 * pore + 0.035 * fibres  # (H, W)
+        darker = np.array([0.9, 0.84, 0.78], np.float32)
         return level[..., None] * np.asarray(p.colour, np.float32) * (1 - late[..., None] * (1 - darker))
 
     def defect(self, kind: str, p: TextureParams, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -171,7 +175,7 @@ class Wood:
         if kind == "hole":
             return defects.hole(clean, sup, rng, (3 * s, 6 * s), (28.0, 38.0, 52.0), margin)
         if kind == "stain":
-            return defects.stain(clean, sup, rng, (0.6, 0.62, 0.68), (10 * s, 20 * s), margin)
+            return defects.stain(clean, sup, rng, (0.55, 0.58, 0.66), (12 * s, 22 * s), margin)
         if kind == "scratch":
             across = p.angle + np.pi / 2 + rng.uniform(-0.5, 0.5)
             return defects.scratch(clean, sup, rng, (35 * s, 75 * s), 90.0, margin, angle=across)
