@@ -102,7 +102,7 @@ def build_engine(bundle: Bundle, options: BuildOptions) -> BuiltEngine:
         serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
     if serialized is None:
-        raise LinesideError(f"engine build failed for {bundle.model_path}: {logger.summary()}")
+        raise LinesideError(f"engine build failed for {bundle.model_path}: {logger.summary()}{_hint(logger.errors)}")
     if cache is not None and options.timing_cache is not None:
         atomic_write_bytes(options.timing_cache, bytes(config.get_timing_cache().serialize()))
     plan = bytes(serialized)
@@ -125,6 +125,13 @@ def build_engine(bundle: Bundle, options: BuildOptions) -> BuiltEngine:
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     return BuiltEngine(plan=plan, metadata=metadata, report=report, warnings=warnings + logger.warnings)
+
+
+def _hint(errors: list[str]) -> str:
+    """What to do about build errors we know."""
+    if any("FP32 GEMM is not supported" in e for e in errors):
+        return " (TensorRT-RTX has no FP32 matrix multiply on Turing: build an fp16 bundle for sm75)"
+    return ""
 
 
 def _create_network(trt: Any, builder: Any) -> tuple[Any, bool]:

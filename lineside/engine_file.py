@@ -149,7 +149,7 @@ def _decode(data: bytes, path: Path) -> tuple[EngineMetadata, bytes]:
         )
     if version > FORMAT_VERSION:
         raise LinesideError(
-            f"{path} uses engine format {version}, newer than this lineside ({FORMAT_VERSION}): upgrade"
+            f"{path} uses engine format {version}, newer than this lineside ({FORMAT_VERSION}): upgrade lineside or {rebuild}"
         )
     end = _PREFIX.size + length
     if length > _MAX_JSON or end > len(data):
@@ -176,8 +176,8 @@ def check_compatible(
     *,
     library: str,
     library_version: str,
-    compute_capability: str,
-    gpu_name: str,
+    compute_capability: str | None,
+    gpu_name: str | None,
     bundle_model_sha256: str | None,
 ) -> None:
     """Refuse an engine that was built for another library, version, GPU or bundle.
@@ -186,25 +186,25 @@ def check_compatible(
         metadata: the engine's header.
         library: "tensorrt" or "tensorrt-rtx", the library that will deserialize it.
         library_version: that library's version string.
-        compute_capability: the running GPU's compute capability, e.g. "8.7".
-        gpu_name: the running GPU's name, e.g. "Orin".
+        compute_capability: the running GPU's compute capability, e.g. "8.7" (None: not checked).
+        gpu_name: the running GPU's name, e.g. "Orin" (None: not checked).
         bundle_model_sha256: sha256 of the bundle model the engine must come from (None: not checked).
     """
     built = f"built with {metadata.library} {metadata.library_version} for {metadata.gpu_name or metadata.target}"
     rebuild = "rebuild the engine on this machine with 'lineside build BUNDLE'"
     if metadata.library != library or metadata.library_version != library_version:
         raise LinesideError(f"engine {built}, but this machine runs {library} {library_version}: {rebuild}")
-    if metadata.compute_capabilities and compute_capability not in metadata.compute_capabilities:
-        raise LinesideError(
-            f"engine {built}, but this GPU ({gpu_name}) is compute capability {compute_capability}: {rebuild}"
-        )
-    if metadata.gpu_name is not None and metadata.gpu_name != gpu_name:
-        raise LinesideError(f"engine {built}, but this GPU is {gpu_name} (TensorRT plans are per GPU model): {rebuild}")
     if bundle_model_sha256 is not None and metadata.bundle_model_sha256 != bundle_model_sha256:
         raise LinesideError(
             f"engine was built from another bundle model (sha256 {metadata.bundle_model_sha256[:12]}..., "
             f"bundle has {bundle_model_sha256[:12]}...): rebuild it from this bundle with 'lineside build BUNDLE'"
         )
+    if compute_capability and metadata.compute_capabilities and compute_capability not in metadata.compute_capabilities:
+        raise LinesideError(
+            f"engine {built}, but this GPU ({gpu_name}) is compute capability {compute_capability}: {rebuild}"
+        )
+    if gpu_name and metadata.gpu_name is not None and metadata.gpu_name != gpu_name:
+        raise LinesideError(f"engine {built}, but this GPU is {gpu_name} (TensorRT plans are per GPU model): {rebuild}")
 
 
 def describe(metadata: EngineMetadata) -> str:

@@ -62,16 +62,16 @@ class TensorRTBackend(InferenceBackend):
         metadata, plan = read_engine(engine_path)
         trt, library, version = import_tensorrt(metadata.library)
         gpu = current_gpu(device)
-        if gpu is None:
-            raise LinesideError("no NVIDIA GPU or driver found: a TensorRT engine needs one; use the ort backend here")
         check_compatible(
             metadata,
             library=library,
             library_version=version,
-            compute_capability=gpu.compute_capability,
-            gpu_name=gpu.name,
+            compute_capability=gpu.compute_capability if gpu else None,
+            gpu_name=gpu.name if gpu else None,
             bundle_model_sha256=bundle.manifest.model_sha256,
         )
+        if gpu is None:
+            raise LinesideError("no NVIDIA GPU or driver found: a TensorRT engine needs one; use the ort backend here")
         self._limit, dynamic = max_batch(metadata)
         super().__init__(tuple(bundle.manifest.input_size), 0 if dynamic else self._limit)  # type: ignore[arg-type]
         self._cuda: CudaMemory | None = open_cuda(device)
