@@ -66,3 +66,42 @@ def tiny_bundle_factory(tmp_path_factory):
         return write_bundle(out, manifest, {"model.onnx": onnx_path, **(extra_files or {})})
 
     return make
+
+
+# --- synthetic defect data set (data readers, training, eval tests) ------------------------------
+
+
+@pytest.fixture(scope="session")
+def synth_factory(tmp_path_factory):
+    """Generate (once per argument set) a small synthetic MVTec-layout data set; returns its root Path.
+
+    Usage: `root = synth_factory(categories=("washer",), n_train=8, n_test_good=4, n_test_defect=4, size=128)`.
+    """
+    from lineside.synth import generate_dataset
+
+    made = {}
+
+    def make(categories=("washer", "mesh"), n_train=8, n_test_good=4, n_test_defect=4, size=128, seed=0):
+        key = (tuple(categories), n_train, n_test_good, n_test_defect, size, seed)
+        if key not in made:
+            out = tmp_path_factory.mktemp("synth") / "data"
+            generate_dataset(
+                out,
+                categories=list(categories),
+                seed=seed,
+                n_train=n_train,
+                n_test_good=n_test_good,
+                n_test_defect=n_test_defect,
+                size=size,
+                progress=False,
+            )
+            made[key] = out
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def synth_data(synth_factory):
+    """A small synthetic data set: washer + mesh, 8 train / 4 good / 4 defect test images each, 128 px."""
+    return synth_factory()
