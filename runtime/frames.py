@@ -21,6 +21,7 @@ class Frame:
     capture_time: float  # time.time() at capture, for the log
     image: np.ndarray | None  # (H, W, 3) uint8 BGR, ROI-cropped
     error: str | None = None
+    handoff_mono: float = 0.0  # when the capture stage queued it for inference
 
     @classmethod
     def now(cls, part_id: int, image: np.ndarray | None, error: str | None = None) -> Frame:

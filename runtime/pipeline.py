@@ -110,6 +110,7 @@ class Pipeline:
         if problem is not None:
             self._finish(frame, Verdict.ERROR, reason=f"bad frame: {problem}")
             return
+        frame.handoff_mono = time.monotonic()
         if not self.paced:
             while not self.abort.is_set():
                 try:
@@ -169,11 +170,14 @@ class Pipeline:
         score = float(result.score[0])
         verdict = decide(score, self.threshold)
         latency = {
-            "queue": (start - frame.capture_mono) * 1000,
+            "capture": (frame.handoff_mono - frame.capture_mono) * 1000,
+            "queue": (start - frame.handoff_mono) * 1000,
             "preprocess": (ready - start) * 1000,
             "infer": (inferred - ready) * 1000,
         }
         self._finish(frame, verdict, score=score, latency=latency, image=image, anomaly_map=result.anomaly_map[0, 0])
+        post = (time.monotonic() - inferred) * 1000
+        self.overhead_ms.add(latency["capture"] + latency["preprocess"] + post)
 
     # ---- decisions ---------------------------------------------------------------------------------------
     def _finish(
@@ -227,7 +231,6 @@ class Pipeline:
         latency = {**latency, "total": total}
         if "infer" in latency:
             self.total_ms.add(total)
-            self.overhead_ms.add(total - latency["infer"] - latency["queue"])
         config = self.ejector.config
         ejected = verdict is Verdict.REJECT or (verdict is Verdict.ERROR and not config.fail_open)
         eject_wall = frame.capture_time + max(config.delay_s, (now - frame.capture_mono)) if ejected else None

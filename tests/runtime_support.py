@@ -7,10 +7,19 @@ maximum, so a part with a bright blob scores ~1 and a plain grey part ~0.45.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from lineside.bundle import Bundle, Manifest, TensorSpec, write_bundle
 
@@ -38,22 +47,29 @@ def export_detector(path: Path, size: tuple[int, int] = SIZE) -> Path:
     return path
 
 
+@functools.cache
+def _detector(size: tuple[int, int]) -> Path:
+    """The exported detector, once per test process."""
+    folder = Path(tempfile.mkdtemp(prefix="lineside-detector-"))
+    return export_detector(folder / "brightness.onnx", size)
+
+
 def make_bundle(out: Path, thresholds: dict[str, float] | None = None, size: tuple[int, int] = SIZE) -> Bundle:
-    """A real bundle around the detector; thresholds default to {"part": THRESHOLD}."""
-    onnx_path = export_detector(out.parent / f"{out.name}.onnx", size)
+    """A real bundle around the detector; thresholds default to {"part": THRESHOLD}; classes follow them."""
+    thresholds = {"part": THRESHOLD} if thresholds is None else thresholds
     manifest = Manifest(
         model="brightness-test",
         preset="test",
-        classes=("part",),
+        classes=tuple(thresholds) or ("part",),
         input_size=size,
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
         precision="fp32",
         inputs=(TensorSpec("image", (1, *size, 3), "uint8"),),
         outputs=(TensorSpec("anomaly_map", (1, 1, *size), "float32"), TensorSpec("score", (1,), "float32")),
-        thresholds={"part": THRESHOLD} if thresholds is None else thresholds,
+        thresholds=thresholds,
     )
-    return write_bundle(out, manifest, {"model.onnx": onnx_path})
+    return write_bundle(out, manifest, {"model.onnx": _detector(size)})
 
 
 def render_part(defect: bool, seed: int, size: tuple[int, int] = (120, 160)) -> np.ndarray:
@@ -87,3 +103,129 @@ def write_folder(folder: Path, defects: list[bool], seed: int = 0) -> Path:
     for index, defect in enumerate(defects):
         cv2.imwrite(str(folder / f"part{index:04d}.png"), render_part(defect, seed + index))
     return folder
+
+
+# ---- real PLC-side stand-ins: a socat virtual serial pair and a pymodbus TCP server on 127.0.0.1 --------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class SocatPair:
+    """`socat pty,raw,echo=0,link=A pty,raw,echo=0,link=B`: the runtime writes A, the test reads B."""
+
+    def __init__(self, folder: Path) -> None:
+        self.a, self.b = folder / "ttyRuntime", folder / "ttyPlc"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> SocatPair:
+        if shutil.which("socat") is None:
+            pytest.skip("socat is not installed (apt-get install socat)")
+        for link in (self.a, self.b):
+            link.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            ["socat", f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 5
+        while not (self.a.exists() and self.b.exists()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("socat did not create the PTY pair")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.proc = None
+
+
+class SerialListener:
+    """Reads commands arriving on the PLC end of a serial link, timestamped with time.time()."""
+
+    def __init__(self, port: Path, frame_bytes: int | None = None) -> None:
+        import serial
+
+        self.events: list[tuple[float, bytes]] = []
+        self._port = serial.Serial(str(port), 9600, timeout=0.02)
+        self._frame_bytes = frame_bytes  # fixed-size binary frames; None = lines ending in \n
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        buffer = b""
+        while not self._stop.is_set():
+            try:
+                buffer += self._port.read(self._port.in_waiting or 1)
+            except OSError:  # the pair went away (link-drop tests)
+                return
+            now = time.time()
+            while True:
+                if self._frame_bytes is None:
+                    line, sep, rest = buffer.partition(b"\n")
+                    if not sep:
+                        break
+                    self.events.append((now, line))
+                elif len(buffer) >= self._frame_bytes:
+                    line, rest = buffer[: self._frame_bytes], buffer[self._frame_bytes :]
+                    self.events.append((now, line))
+                else:
+                    break
+                buffer = rest
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._port.close()
+
+
+class ModbusServer:
+    """A pymodbus TCP server on 127.0.0.1 in its own thread; `writes` records every write request it receives."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.writes: list[tuple[float, int, int, bool]] = []  # (time.time(), unit, address, value)
+        self._loop = asyncio.new_event_loop()
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    def _trace(self, sending: bool, pdu):  # noqa: ANN001, ANN202 - pymodbus callback
+        name = type(pdu).__name__
+        if not sending and name in ("WriteSingleCoilRequest", "WriteSingleRegisterRequest"):
+            value = bool(pdu.bits[0]) if pdu.bits else bool(pdu.registers[0])
+            self.writes.append((time.time(), pdu.dev_id, pdu.address, value))
+        return pdu
+
+    def start(self) -> ModbusServer:
+        from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
+        from pymodbus.server import ModbusTcpServer
+
+        async def serve() -> None:
+            device = ModbusDeviceContext(co=ModbusSequentialDataBlock(1, [False] * 16))
+            self._server = ModbusTcpServer(
+                ModbusServerContext(devices={1: device}), address=("127.0.0.1", self.port), trace_pdu=self._trace
+            )
+            await self._server.serve_forever()
+
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(serve(),), daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 5
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            if time.monotonic() > deadline:
+                raise RuntimeError("modbus server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(5)
+            self._thread.join(5)
+            self._server = None
