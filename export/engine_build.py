@@ -149,6 +149,8 @@ def _configure(
     if options.workspace_mb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     if options.opt_level is not None:
+        if not hasattr(config, "builder_optimization_level"):
+            raise LinesideError("--opt-level needs TensorRT >= 8.6: drop it or upgrade JetPack")
         config.builder_optimization_level = options.opt_level
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # EngineInspector per-layer formats
     _batch_profile(builder, config, network, options.max_batch)

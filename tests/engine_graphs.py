@@ -47,7 +47,7 @@ def _torch_model(half_body: bool):  # noqa: ANN202 - torch is imported lazily
     return model.half() if half_body else model
 
 
-def export_onnx(path: Path, precision: str, calib_dir: Path | None = None) -> Path:
+def export_onnx(path: Path, precision: str, *, quantize_bias: bool = False) -> Path:
     """Write a tiny model's ONNX at `precision` (fp32, fp16 or int8) to `path`."""
     import torch
 
@@ -62,11 +62,11 @@ def export_onnx(path: Path, precision: str, calib_dir: Path | None = None) -> Pa
             opset_version=17, dynamo=False,
         )  # fmt: skip
     if precision == "int8":
-        _quantize(target, path)
+        _quantize(target, path, quantize_bias)
     return path
 
 
-def _quantize(source: Path, out: Path) -> None:
+def _quantize(source: Path, out: Path, quantize_bias: bool) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     rng = np.random.default_rng(0)
@@ -81,14 +81,13 @@ def _quantize(source: Path, out: Path) -> None:
     quantize_static(
         str(source), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8, per_channel=True,
-        extra_options={"QuantizeBias": False, "ActivationSymmetric": True, "WeightSymmetric": True},
+        extra_options={"QuantizeBias": quantize_bias, "ActivationSymmetric": True, "WeightSymmetric": True},
     )  # fmt: skip
 
 
-def tiny_bundle(root: Path, precision: str) -> Bundle:
-    """A real bundle around the tiny model's ONNX at `precision`."""
-    onnx_path = export_onnx(root / f"tiny_{precision}.onnx", precision)
-    manifest = Manifest(
+def tiny_manifest(precision: str) -> Manifest:
+    """The manifest of a tiny bundle at `precision` (static batch 1)."""
+    return Manifest(
         model="tiny",
         preset="test",
         classes=("part",),
@@ -99,4 +98,9 @@ def tiny_bundle(root: Path, precision: str) -> Bundle:
         inputs=(TensorSpec("image", (1, *SIZE, 3), "uint8"),),
         outputs=(TensorSpec("anomaly_map", (1, 1, *SIZE), "float32"), TensorSpec("score", (1,), "float32")),
     )
-    return write_bundle(root / f"bundle_{precision}", manifest, {"model.onnx": onnx_path})
+
+
+def tiny_bundle(root: Path, precision: str) -> Bundle:
+    """A real bundle around the tiny model's ONNX at `precision`."""
+    onnx_path = export_onnx(root / f"tiny_{precision}.onnx", precision)
+    return write_bundle(root / f"bundle_{precision}", tiny_manifest(precision), {"model.onnx": onnx_path})

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # the module fixture exports three models with to
 pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX: pip install 'lineside[tensorrt-rtx]'")
 onnx = pytest.importorskip("onnx")
 
-from engine_graphs import SIZE, export_onnx, tiny_bundle  # noqa: E402
+from engine_graphs import SIZE, export_onnx, tiny_bundle, tiny_manifest  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +173,14 @@ def test_parser_error_names_the_node(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["build", str(bundle.path), "--target", "sm86"]) == 2
     err = capsys.readouterr().err
     assert "TensorRT cannot parse" in err and "node layout_u8 (Transpose)" in err and "UInt8" in err
+
+
+def test_int32_bias_dequantize_is_refused_with_the_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    onnx_path = export_onnx(tmp_path / "biasq.onnx", "int8", quantize_bias=True)
+    bundle = write_bundle(tmp_path / "biasq", tiny_manifest("int8"), {"model.onnx": onnx_path})
+    assert main(["build", str(bundle.path), "--target", "sm86"]) == 2
+    err = capsys.readouterr().err
+    assert "_DequantizeLinear (DequantizeLinear)" in err and "Int32" in err and "float biases" in err
 
 
 def test_dynamic_batch_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

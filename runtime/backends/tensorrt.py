@@ -85,6 +85,9 @@ class TensorRTBackend(InferenceBackend):
     def _open(self, trt: Any, plan: bytes, metadata: EngineMetadata, cuda: CudaMemory) -> None:
         self._logger = _Logger.create(trt)
         self._runtime = trt.Runtime(self._logger)
+        dla_core = metadata.build_options.get("dla_core")
+        if dla_core is not None:
+            self._runtime.DLA_core = int(dla_core)  # a DLA engine runs on the core it was built for
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
             raise LinesideError("TensorRT could not deserialise the engine (see the log): rebuild it on this machine")
