@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bundle is None:
         raise LinesideError("give a BUNDLE folder to build, or --inspect ENGINE")
     from lineside.bundle import load_bundle
+    from lineside.cuda_device import current_gpu
     from lineside.export.engine_build import BuildOptions, build_engine, default_engine_path, save_engine
     from lineside.export.engine_report import format_table
 
@@ -67,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"layer report: {saved.layers}")
     if saved.plan is not None:
         print(f"bare plan: {saved.plan} (metadata: {saved.sidecar})")
+    if meta.gpu_name is None and args.target and current_gpu() is None:
+        print(
+            f"note: built ahead of time for {meta.target}; copy it to that GPU ('lineside run' here needs --backend ort)"
+        )
     return 0
 
 

@@ -71,7 +71,9 @@ class TensorRTBackend(InferenceBackend):
             bundle_model_sha256=bundle.manifest.model_sha256,
         )
         if gpu is None:
-            raise LinesideError("no NVIDIA GPU or driver found: a TensorRT engine needs one; use the ort backend here")
+            raise LinesideError(
+                "no NVIDIA GPU or driver found: a TensorRT engine needs one; run with --backend ort (ONNX Runtime) here"
+            )
         self._limit, dynamic = max_batch(metadata)
         super().__init__(tuple(bundle.manifest.input_size), 0 if dynamic else self._limit)  # type: ignore[arg-type]
         self._cuda: CudaMemory | None = open_cuda(device)
