@@ -229,3 +229,65 @@ class ModbusServer:
             asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(5)
             self._thread.join(5)
             self._server = None
+
+
+class MjpegCamera:
+    """An IP camera stand-in on 127.0.0.1: parts at `fps` as an HTTP multipart MJPEG stream (OpenCV reads it
+    through FFmpeg). The first connection freezes after `stall_after` frames, like a hung camera driver,
+    while the camera keeps producing parts; later connections stream normally."""
+
+    def __init__(self, fps: float = 10.0, stall_after: int | None = None) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.fps, self.stall_after = fps, stall_after
+        self.sent: list[list[int]] = []  # per connection, the part numbers sent
+        self._closing = threading.Event()
+        self._jpegs = [cv2.imencode(".jpg", render_part(False, seed))[1].tobytes() for seed in range(8)]
+        camera = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                camera.stream(self)
+
+            def log_message(self, *args: object) -> None:
+                """Quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/stream.mjpg"
+
+    def start(self) -> MjpegCamera:
+        self._start = time.monotonic()
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def _part_now(self) -> int:
+        return int((time.monotonic() - self._start) * self.fps)
+
+    def stream(self, handler) -> None:  # noqa: ANN001 - a BaseHTTPRequestHandler
+        sent: list[int] = []
+        self.sent.append(sent)
+        first = len(self.sent) == 1
+        handler.send_response(200)
+        handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        handler.end_headers()
+        part = self._part_now()
+        try:
+            while not self._closing.is_set():
+                if first and self.stall_after is not None and len(sent) >= self.stall_after:
+                    self._closing.wait()  # hung: the connection stays open and silent
+                    return
+                jpeg = self._jpegs[part % len(self._jpegs)]
+                handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
+                handler.wfile.write(jpeg + b"\r\n")
+                handler.wfile.flush()
+                sent.append(part)
+                part += 1
+                time.sleep(max(0.0, self._start + part / self.fps - time.monotonic()))
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+    def stop(self) -> None:
+        self._closing.set()
+        self._server.shutdown()
+        self._server.server_close()
