@@ -36,7 +36,7 @@ def sklearn_f1_max(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(f1.max())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(scored_labels())
 def test_agrees_with_sklearn(case: tuple[np.ndarray, np.ndarray]) -> None:
     scores, labels = case

@@ -19,9 +19,10 @@ THRESHOLD_KEYS = ("image_f1_threshold", "pixel_f1_threshold")
 
 def image_metrics(scores: object, labels: object) -> dict[str, float]:
     """image_auroc, image_ap, image_f1_max and image_f1_threshold of (N,) scores against (N,) 0/1 labels."""
-    if np.ndim(scores) != 1:
-        raise LinesideError(f"image scores must be one number per image, shape (N,), got {np.shape(scores)}")
-    counts = Counts.from_scores(scores, labels, "images")
+    score_array = to_array(scores, "image scores")
+    if score_array.ndim != 1:
+        raise LinesideError(f"image scores must be one number per image, shape (N,), got {score_array.shape}")
+    counts = Counts.from_scores(score_array, labels, "images")
     f1, threshold = f1_max_from(counts)
     return {
         "image_auroc": roc_auc_from(counts),
@@ -38,7 +39,7 @@ def pixel_metrics(maps: object, masks: object, fpr_limit: float = FPR_LIMIT) -> 
     ranking = Ranking.of(map_array)
     counts = Counts.of(ranking, mask_array)
     f1, threshold = f1_max_from(counts)
-    fpr, pro = pro_curve_from(ranking, mask_array)
+    fpr, pro = pro_curve_from(ranking, counts, mask_array)
     return {
         "pixel_auroc": roc_auc_from(counts),
         "pixel_ap": average_precision_from(counts),

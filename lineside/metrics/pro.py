@@ -4,7 +4,7 @@ Each connected defect region (8-connectivity, per image) counts equally, however
 threshold t, a region's overlap is the fraction of its pixels scoring >= t; PRO is the mean over
 all regions of all images, and FPR is the fraction of good pixels (over all images) scoring >= t.
 AUPRO integrates PRO over FPR from 0 to `fpr_limit` (0.3) and divides by the limit, so a perfect
-map scores 1.0. Like the MVTec reference code, all pixels are sorted once and the overlap of every
+map scores 1.0. As in the MVTec reference code, pixels are ranked once and the overlap of every
 region is accumulated with per-pixel weights 1 / region size, so there is no threshold loop.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from lineside.errors import LinesideError, missing_extra
 from lineside.metrics._validate import as_masks, as_scores, require_same_shape, squeeze_channel
-from lineside.metrics.ranking import Ranking, trapezoid
+from lineside.metrics.ranking import Counts, Ranking, trapezoid
 
 FPR_LIMIT = 0.3
 
@@ -34,15 +34,14 @@ def region_weights(masks: np.ndarray) -> tuple[np.ndarray, int]:
     return inverse[labeled], int(regions)
 
 
-def pro_curve_from(ranking: Ranking, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(FPR, PRO) at every distinct pixel score, from pixels already ranked; both start at 0."""
+def pro_curve_from(ranking: Ranking, counts: Counts, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, PRO) at every distinct pixel score, from ranked pixels and their counts; both start at 0."""
     weights, regions = region_weights(masks)
     if regions == 0:
         raise LinesideError("AUPRO needs at least one defect region in the masks: add defect images with masks")
-    false_positives = ranking.cumulative(~masks)  # (T,)
-    if false_positives[-1] == 0:
+    if counts.fps[-1] == 0:
         raise LinesideError("AUPRO needs good pixels in the masks, but every pixel is marked defective")
-    fpr = np.minimum(false_positives / false_positives[-1], 1.0)
+    fpr = np.minimum(counts.fps / counts.fps[-1], 1.0)
     pro = np.minimum(ranking.cumulative(weights) / regions, 1.0)
     return np.concatenate(([0.0], fpr)), np.concatenate(([0.0], pro))
 
@@ -72,7 +71,8 @@ def validate_pixels(maps: object, masks: object) -> tuple[np.ndarray, np.ndarray
 def pro_curve(maps: object, masks: object) -> tuple[np.ndarray, np.ndarray]:
     """(FPR, PRO) curve of anomaly maps against defect masks, both (N, H, W) or (N, 1, H, W)."""
     map_array, mask_array = validate_pixels(maps, masks)
-    return pro_curve_from(Ranking.of(map_array), mask_array)
+    ranking = Ranking.of(map_array)
+    return pro_curve_from(ranking, Counts.of(ranking, mask_array), mask_array)
 
 
 def aupro(maps: object, masks: object, fpr_limit: float = FPR_LIMIT) -> float:

@@ -16,24 +16,32 @@ from lineside.metrics._validate import as_labels, as_scores, require_both_classe
 
 @dataclass(frozen=True)
 class Ranking:
-    """Scores sorted once, highest first, with the last position of every run of equal scores."""
+    """Distinct scores (descending) and how many samples score at least each; weighted counts on demand.
 
-    order: np.ndarray  # (M,) indices into the flattened scores, highest score first
-    ends: np.ndarray  # (T,) position in `order` of the last sample of each distinct score
+    Only the values are sorted in full (np.sort is several times faster than argsort); weighted
+    counts argsort just the samples with non-zero weight, e.g. the few defect pixels of a test set.
+    """
+
+    scores: np.ndarray  # (M,) flattened scores
     thresholds: np.ndarray  # (T,) the distinct scores, descending
+    at_least: np.ndarray  # (T,) number of samples with score >= threshold
 
     @classmethod
     def of(cls, scores: np.ndarray) -> Ranking:
-        """Sort (any shape, flattened) scores; O(M log M) once, everything after is O(M)."""
+        """Rank (any shape, flattened) scores; O(M log M) once."""
         flat = scores.ravel()
-        order = np.argsort(flat)[::-1]  # (M,) descending
-        ordered = flat[order]
-        ends = np.append(np.flatnonzero(ordered[1:] != ordered[:-1]), ordered.size - 1)  # (T,)
-        return cls(order=order, ends=ends, thresholds=ordered[ends])
+        ordered = np.sort(flat)[::-1]  # (M,) descending
+        ends = np.append(np.flatnonzero(ordered[1:] != ordered[:-1]), ordered.size - 1)  # (T,) last of each run
+        return cls(scores=flat, thresholds=ordered[ends], at_least=ends + 1)
 
     def cumulative(self, weights: np.ndarray) -> np.ndarray:
-        """(T,) sum of `weights` over the samples scoring >= each threshold."""
-        return np.cumsum(weights.ravel()[self.order])[self.ends]
+        """(T,) sum of `weights` (same shape as the scores) over the samples scoring >= each threshold."""
+        flat = weights.ravel()
+        picked = np.flatnonzero(flat)  # (K,)
+        order = np.argsort(self.scores[picked])
+        values = self.scores[picked][order]  # (K,) ascending
+        suffix = np.append(np.cumsum(flat[picked][order][::-1])[::-1], 0)  # (K + 1,) sum of weights from i on
+        return suffix[np.searchsorted(values, self.thresholds, side="left")]
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ class Counts:
     def of(cls, ranking: Ranking, labels: np.ndarray) -> Counts:
         """Count positives per threshold; `labels` is boolean with the ranked scores' shape."""
         tps = ranking.cumulative(labels)
-        fps = ranking.ends + 1 - tps
+        fps = ranking.at_least - tps
         return cls(tps=tps, fps=fps, thresholds=ranking.thresholds)
 
     @classmethod
