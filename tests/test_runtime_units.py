@@ -179,3 +179,28 @@ def test_reject_store_keeps_under_the_disk_cap(tmp_path: Path):
     assert store.saved + store.skipped == 20
     assert total <= 60_000
     assert "part000000019_heatmap.jpg" in files and "part000000000.jpg" not in files  # oldest went first
+
+
+def test_heartbeat_toggles_only_while_healthy():
+    reject, beat = LogActuator("log://reject"), LogActuator("log://heartbeat")
+    for output in (reject, beat):
+        output.connect()
+    healthy = threading.Event()
+    healthy.set()
+    ejector = Ejector(reject, EjectorConfig(heartbeat_s=0.05), lambda part: None, beat, healthy.is_set)
+    stop = threading.Event()
+    thread = threading.Thread(target=ejector.run, args=(stop,))
+    thread.start()
+    time.sleep(0.5)
+    toggles_healthy = len(beat.transitions)
+    healthy.clear()  # e.g. the camera stalled: the PLC must see the heartbeat stop
+    time.sleep(0.3)
+    toggles_after = len(beat.transitions)
+    time.sleep(0.3)
+    stop.set()
+    thread.join(5)
+    ejector.close()
+    assert 6 <= toggles_healthy <= 12  # ~10 half-periods of 50 ms in 0.5 s (plus the initial off)
+    assert len(beat.transitions) - toggles_after == 1  # stopped toggling: only the final off on close
+    assert beat.state is False and reject.state is False
+    assert not any(on for _, on in reject.transitions)
