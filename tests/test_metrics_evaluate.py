@@ -118,3 +118,12 @@ def test_full_category_size() -> None:
     result = evaluate(scores, labels, maps, masks)
     check_against_sklearn(result, scores, labels, maps.astype(np.float32), masks)
     assert 0.5 < result["aupro"] < 1.0
+
+
+def test_docstring_example_runs() -> None:
+    import doctest
+
+    import lineside.metrics
+
+    outcome = doctest.testmod(lineside.metrics)
+    assert (outcome.attempted, outcome.failed) == (1, 0)
