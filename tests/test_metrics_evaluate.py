@@ -126,4 +126,5 @@ def test_docstring_example_runs() -> None:
     import lineside.metrics
 
     outcome = doctest.testmod(lineside.metrics)
-    assert (outcome.attempted, outcome.failed) == (1, 0)
+    assert outcome.attempted > 0
+    assert outcome.failed == 0
