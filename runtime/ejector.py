@@ -34,6 +34,10 @@ class EjectorConfig:
     fail_open: bool = False  # parts without a verdict pass instead of being rejected
     heartbeat_s: float = 0.5  # heartbeat half-period
 
+    def rejects(self, verdict: Verdict | None) -> bool:
+        """Whether a part with this verdict (None: no verdict by its deadline) gets a reject pulse."""
+        return verdict is Verdict.REJECT or (verdict is not Verdict.PASS and not self.fail_open)
+
     @property
     def deadline_s(self) -> float:
         if self.timeout_s is not None:
@@ -90,8 +94,7 @@ class Ejector:
 
     def _act(self, eject_at: float, verdict: Verdict | None) -> None:
         """Schedule the reject pulse a verdict calls for (caller holds the lock)."""
-        rejected = verdict is Verdict.REJECT or (verdict is not Verdict.PASS and not self.config.fail_open)
-        if rejected:
+        if self.config.rejects(verdict):
             start = max(eject_at, time.monotonic())
             self._windows.append((start, start + self.config.pulse_s))
             self.pulses += 1

@@ -19,6 +19,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from lineside.preprocess import resize_for_model
 from lineside.runtime.actuators.base import Actuator
 from lineside.runtime.backends.base import BackendError, InferenceBackend
@@ -152,7 +154,15 @@ class Pipeline:
                 if self._capture_done.is_set():
                     return
                 continue
-            self._inspect(frame)
+            try:
+                self._inspect(frame)
+            except Exception as exc:  # an unexpected fault on one frame must not stop the line
+                log.exception("inspecting part %d failed", frame.part_id)
+                self._consecutive_errors += 1
+                with self._lock:
+                    pending = frame.part_id in self._captured
+                if pending:
+                    self._finish(frame, Verdict.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}")
 
     def _inspect(self, frame: Frame) -> None:
         start = time.monotonic()
@@ -188,8 +198,8 @@ class Pipeline:
         reason: str | None = None,
         score: float | None = None,
         latency: dict[str, float] | None = None,
-        image=None,
-        anomaly_map=None,
+        image: np.ndarray | None = None,
+        anomaly_map: np.ndarray | None = None,
     ) -> None:
         """Hand the verdict to the ejector; log it if it was in time, else log a late-result event."""
         if not self.ejector.resolve(frame.part_id, verdict):
@@ -232,7 +242,7 @@ class Pipeline:
         if "infer" in latency:
             self.total_ms.add(total)
         config = self.ejector.config
-        ejected = verdict is Verdict.REJECT or (verdict is Verdict.ERROR and not config.fail_open)
+        ejected = config.rejects(verdict)
         eject_wall = frame.capture_time + max(config.delay_s, (now - frame.capture_mono)) if ejected else None
         self.results.write(
             {

@@ -27,6 +27,7 @@ class ResultsLog:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.lines = 0
+        self.errors = 0
         self._lock = threading.Lock()
         self._handle = None
         if path is not None:
@@ -41,9 +42,15 @@ class ResultsLog:
         line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
         with self._lock:
             self.lines += 1
-            if self._handle is not None:
+            if self._handle is None:
+                return
+            try:
                 self._handle.write(line)
                 self._handle.flush()
+            except OSError as exc:  # disk full or gone: the line keeps running, the failure is reported
+                self.errors += 1
+                if self.errors % 100 == 1:
+                    log.error("results log %s: write failed (%d so far): %s", self.path, self.errors, exc)
 
     def close(self) -> None:
         """Flush to disk and close."""

@@ -172,4 +172,5 @@ def summarize(pipeline: Pipeline, warm_ms: float, counters: Counters) -> dict[st
         "latency_ms": {"p50": p50, "p99": p99},
         "overhead_ms": {"p50": o50, "p99": o99},
         "log_lines": pipeline.results.lines,
+        "log_errors": pipeline.results.errors,
     }
