@@ -29,10 +29,9 @@ from lineside.errors import LinesideError
 from lineside.export.engine_report import LayerReport, inspector_layers, network_report
 from lineside.export.engine_trt import (
     BuildLogger,
-    ProgressBar,
+    build_progress,
     configure_target,
     dtype_name,
-    make_logger,
     parse_onnx,
 )
 
@@ -86,7 +85,7 @@ def build_engine(bundle: Bundle, options: BuildOptions) -> BuiltEngine:
     validate_options(options)
     library = options.library or ("tensorrt-rtx" if options.target else None)
     trt, name, version = import_tensorrt(library)
-    logger = make_logger(trt)
+    logger = BuildLogger(trt)
     builder = trt.Builder(logger.native)
     network, strongly_typed = _create_network(trt, builder)
     parser = parse_onnx(trt, network, logger, bundle.model_path)  # owns the weights until the build ends
@@ -98,7 +97,7 @@ def build_engine(bundle: Bundle, options: BuildOptions) -> BuiltEngine:
         _configure_dla(trt, name, builder, config, options.dla_core, bundle.manifest.precision)
     cache = _load_timing_cache(config, options.timing_cache, name, warnings)
     start = time.perf_counter()
-    with ProgressBar.attach(trt, config):
+    with build_progress(trt, config):
         serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
     if serialized is None:

@@ -72,11 +72,6 @@ class BuildLogger:
         return " | ".join(self.errors[-last:])[:800]
 
 
-def make_logger(trt: Any) -> BuildLogger:
-    """A collecting logger for `trt`."""
-    return BuildLogger(trt)
-
-
 def parse_onnx(trt: Any, network: Any, logger: BuildLogger, path: Path) -> Any:
     """Parse an ONNX file into `network`; returns the parser, which owns the weights: keep it until built.
 
@@ -131,43 +126,39 @@ def configure_target(
     return None, (capability_of(target),)
 
 
-class ProgressBar:
-    """tqdm bars for the builder's top-level phases, via IProgressMonitor where the library has it."""
+@contextmanager
+def build_progress(trt: Any, config: Any) -> Iterator[None]:
+    """tqdm bars for the builder's top-level phases while the block runs (IProgressMonitor; none on TensorRT 8.x)."""
+    if not hasattr(trt, "IProgressMonitor"):
+        yield
+        return
+    from tqdm import tqdm
 
-    @staticmethod
-    @contextmanager
-    def attach(trt: Any, config: Any) -> Iterator[None]:
-        """Show build progress for the duration of the block (no-op on TensorRT 8.x)."""
-        if not hasattr(trt, "IProgressMonitor"):
-            yield
-            return
-        from tqdm import tqdm
+    bars: dict[str, Any] = {}
 
-        bars: dict[str, Any] = {}
+    class _Monitor(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
 
-        class _Monitor(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
-            def __init__(self) -> None:
-                trt.IProgressMonitor.__init__(self)
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            if parent_phase is None:
+                bars[phase_name] = tqdm(total=num_steps, desc=f"build: {phase_name}", leave=False, disable=None)
 
-            def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-                if parent_phase is None:
-                    bars[phase_name] = tqdm(total=num_steps, desc=f"build: {phase_name}", leave=False, disable=None)
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            if phase_name in bars:
+                bars[phase_name].update(1)
+            return True  # False would cancel the build
 
-            def step_complete(self, phase_name: str, step: int) -> bool:
-                if phase_name in bars:
-                    bars[phase_name].update(1)
-                return True
-
-            def phase_finish(self, phase_name: str) -> None:
-                bar = bars.pop(phase_name, None)
-                if bar is not None:
-                    bar.close()
-
-        monitor = _Monitor()
-        config.progress_monitor = monitor
-        try:
-            yield
-        finally:
-            config.progress_monitor = None
-            for bar in bars.values():
+        def phase_finish(self, phase_name: str) -> None:
+            bar = bars.pop(phase_name, None)
+            if bar is not None:
                 bar.close()
+
+    monitor = _Monitor()
+    config.progress_monitor = monitor
+    try:
+        yield
+    finally:
+        config.progress_monitor = None
+        for bar in bars.values():
+            bar.close()

@@ -100,6 +100,9 @@ class TensorRTBackend(InferenceBackend):
         self._host: dict[str, np.ndarray] = {}
         self._device: dict[str, int] = {}
         names = [self._input, *OUTPUT_NAMES]
+        present = {self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)}
+        if not set(names) <= present:
+            raise LinesideError(f"engine tensors are {sorted(present)}, expected {names}: rebuild it from the bundle")
         for name in names:
             shape = (self._limit, *(int(d) for d in self._engine.get_tensor_shape(name)[1:]))
             host = cuda.pinned(shape, np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))))
