@@ -16,7 +16,7 @@ def _export_highpass_onnx(path, size: tuple[int, int]) -> None:
         top_k = max(1, size[0] * size[1] // 100)
 
         def forward(self, images: torch.Tensor):  # (N, H, W, 3) uint8
-            x = images.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)
+            x = images.float().permute(0, 3, 1, 2) / 255.0  # (N, 3, H, W), cast first: TensorRT has no uint8 Transpose
             blur = nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
             amap = (x - blur).abs().mean(dim=1, keepdim=True)  # (N, 1, H, W)
             flat = amap.flatten(1)  # (N, H*W)

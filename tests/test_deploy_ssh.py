@@ -145,7 +145,7 @@ def test_deploy_switch_redeploy_and_rollback(sshd, tiny_bundle_factory, tmp_path
     update_bundle(second.path, thresholds={"washer": 0.5})
     root = sshd.home / "site"
 
-    assert main([*sshd.args("--no-smoke"), str(first.path)]) == 0
+    assert main([*sshd.args(), str(first.path)]) == 0
     v1 = _version_dirs(root)
     assert len(v1) == 1 and _current(root) == f"bundles/{v1[0]}"
     manifest = json.loads((root / "current" / "manifest.json").read_text())
@@ -153,6 +153,7 @@ def test_deploy_switch_redeploy_and_rollback(sshd, tiny_bundle_factory, tmp_path
     assert (root / "current" / "model.onnx").read_bytes() == (first.path / "model.onnx").read_bytes()
     out = capsys.readouterr().out
     assert "[1/8] connect to" in out and "verify sha256 on the target" in out and "2 files match" in out
+    assert "smoke inference on the target" in out and "verdict PASS, score" in out  # grey frame, threshold 0.25
 
     assert main([*sshd.args("--no-smoke", "--service", "--service-source", "0"), str(second.path)]) == 0
     versions = _version_dirs(root)
@@ -250,3 +251,37 @@ def test_remote_dir_is_quoted_never_interpreted(sshd, tiny_bundle_factory, tmp_p
     root = sshd.home / odd
     assert (root / "current" / "manifest.json").is_file()
     assert not list(sshd.home.rglob("PWNED")) and not Path("PWNED").exists()
+
+
+def _has_tensorrt_rtx() -> bool:
+    try:
+        import tensorrt_rtx_bindings  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    not _has_tensorrt_rtx(), reason="TensorRT-RTX is not installed (pip install 'lineside[tensorrt-rtx]')"
+)
+def test_build_on_target_with_tensorrt_rtx(sshd, tiny_bundle_factory, tmp_path, capsys):
+    bundle = tiny_bundle_factory(tmp_path / "b")
+    args = sshd.args("--build-on-target", "--build-args", "--target sm86 --max-batch 2", root="build")
+    assert main([*args, "--smoke-backend", "ort", str(bundle.path)]) == 0
+    out = capsys.readouterr().out
+    assert "build . --target sm86 --max-batch 2" in out and "verdict" in out
+    engine = sshd.home / "build" / "current" / "model.engine"
+    assert engine.is_file() and engine.stat().st_size > 1000
+
+
+def test_build_on_target_without_lineside_or_trtexec_is_refused(sshd, tiny_bundle_factory, tmp_path, capsys):
+    bundle = tiny_bundle_factory(tmp_path / "b")
+    root = sshd.home / "nobuild"
+    assert main([*sshd.args("--no-smoke", root="nobuild"), str(bundle.path)]) == 0
+    before = _current(root)
+    args = sshd.args("--build-on-target", root="nobuild")
+    args[args.index("--target-lineside") + 1] = "/nonexistent/lineside"
+    assert main([*args, str(bundle.path)]) == 2
+    err = capsys.readouterr().err
+    assert "neither lineside (/nonexistent/lineside) nor trtexec is on the target" in err
+    assert _current(root) == before and len(_version_dirs(root)) == 1

@@ -22,11 +22,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--remote-dir", default="lineside", help="deploy root on the device, relative to the home (default lineside)"
     )
     parser.add_argument("--build-on-target", action="store_true", help="build the TensorRT engine on the device")
-    parser.add_argument("--build-target", help="pass --target SM to `lineside build` on the device (AOT builds)")
+    parser.add_argument(
+        "--build-args", default="", help="more `lineside build` arguments on the device, quoted (e.g. '--max-batch 4')"
+    )
     parser.add_argument(
         "--target-lineside", default="lineside", help="lineside command on the device (default: lineside on its PATH)"
     )
     parser.add_argument("--no-smoke", action="store_true", help="skip the smoke inference on the device")
+    parser.add_argument("--smoke-image", type=Path, help="image of a part for the smoke inference (default: a ramp)")
+    parser.add_argument(
+        "--smoke-backend",
+        choices=("auto", "ort", "tensorrt"),
+        default="auto",
+        help="backend of the smoke inference (auto: the engine built on the device if any, else ONNX Runtime)",
+    )
     parser.add_argument("--service", action="store_true", help="write (and install if possible) a systemd unit")
     parser.add_argument("--service-source", help="--source of the service's `lineside run` (camera, pipeline)")
     parser.add_argument("--service-actuator", default="log://", help="--actuator of the service (default log://)")
@@ -44,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         lineside_cmd = tuple(shlex.split(args.target_lineside))
         service_args = tuple(shlex.split(args.service_args))
+        build_args = tuple(shlex.split(args.build_args))
     except ValueError as exc:
-        raise LinesideError(f"--target-lineside / --service-args cannot be parsed: {exc}") from exc
+        raise LinesideError(f"--target-lineside / --service-args / --build-args cannot be parsed: {exc}") from exc
     if not lineside_cmd:
         raise LinesideError("--target-lineside is empty")
     if not args.remote_dir or args.remote_dir.startswith("-") or any(c in args.remote_dir for c in "\n\0"):
@@ -56,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
         remote_dir=args.remote_dir,
         target_lineside=lineside_cmd,
         build_on_target=args.build_on_target,
-        build_target=args.build_target,
+        build_args=build_args,
         smoke=not args.no_smoke,
+        smoke_image=args.smoke_image,
+        smoke_backend=args.smoke_backend,
         service=args.service,
         service_source=args.service_source,
         service_actuator=args.service_actuator,

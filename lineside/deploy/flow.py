@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lineside.bundle import MANIFEST_NAME, Bundle, load_bundle
+from lineside.data import load_image
 from lineside.deploy import scripts
 from lineside.deploy.options import DeployOptions
 from lineside.deploy.service import UNIT_NAME, ServiceSpec, render_unit
@@ -125,7 +126,9 @@ def _stage_and_test(
     """Copy, verify, build and smoke-test inside the staging folder."""
     root = options.remote_dir
     steps.begin(f"copy {len(files)} files")
-    sent = upload(target, root, staging, files, {"smoke/frame.png": smoke_frame(bundle.manifest.input_size)})
+    image = load_image(options.smoke_image) if options.smoke_image else None
+    frame = smoke_frame(bundle.manifest.input_size, image)
+    sent = upload(target, root, staging, files, {"smoke/frame.png": frame})
     steps.end(f"{sent / 1e6:.1f} MB")
     steps.begin("verify sha256 on the target")
     result = run_remote(target, scripts.VERIFY, root, staging, "bundle", stdin=checksum_list(bundle))
@@ -138,7 +141,7 @@ def _stage_and_test(
         summary["engine"] = build_on_target(target, options, info, staging, bundle.manifest)
         steps.end(summary["engine"])
     steps.begin("smoke inference on the target")
-    summary["smoke"] = smoke_test(target, options, info, staging, summary.get("engine", ""))
+    summary["smoke"] = smoke_test(target, options, info, staging, bundle.manifest, summary.get("engine", ""))
     steps.end(summary["smoke"])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -12,8 +13,10 @@ class DeployOptions:
     remote_dir: str = "lineside"
     target_lineside: tuple[str, ...] = ("lineside",)
     build_on_target: bool = False
-    build_target: str | None = None
+    build_args: tuple[str, ...] = ()
     smoke: bool = True
+    smoke_image: Path | None = None
+    smoke_backend: str = "auto"
     service: bool = False
     service_source: str | None = None
     service_actuator: str = "log://"

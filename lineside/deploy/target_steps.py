@@ -13,6 +13,7 @@ from lineside.deploy import scripts
 from lineside.deploy.options import DeployOptions
 from lineside.deploy.ssh import SshTarget, run_remote
 from lineside.errors import LinesideError
+from lineside.preprocess import resize_for_model
 
 TRTEXEC_PLAN = "model.plan"
 TRTEXEC_FLAGS = {"fp32": (), "fp16": ("--fp16",), "int8": ("--int8", "--fp16")}
@@ -38,9 +39,7 @@ def build_on_target(
 ) -> str:
     """Build the engine in the staging bundle with the target's lineside, else with trtexec."""
     if info.get("lineside"):
-        argv = [*_lineside(options, info), "build", "."]
-        if options.build_target:
-            argv += ["--target", options.build_target]
+        argv = [*_lineside(options, info), "build", ".", *options.build_args]
     elif info.get("trtexec"):
         argv = trtexec_command(info["trtexec"], manifest)
     else:
@@ -59,27 +58,50 @@ def build_on_target(
     return ", ".join(engines)
 
 
-def smoke_frame(size: tuple[int, int]) -> bytes:
-    """A mid-grey PNG frame of the model's input size (height, width)."""
-    ok, png = cv2.imencode(".png", np.full((*size, 3), 128, np.uint8))
+def smoke_frame(size: tuple[int, int], image: np.ndarray | None = None) -> bytes:
+    """A PNG frame of the model's input size (height, width): `image` resized, else a smooth gradient.
+
+    The runtime refuses uniform frames as blanked cameras, so the default is a diagonal grey ramp.
+    """
+    height, width = size
+    if image is None:
+        ramp = np.add.outer(np.arange(height) / max(1, height - 1), np.arange(width) / max(1, width - 1))  # (H, W)
+        image = np.repeat((60 + 70 * ramp)[..., None], 3, axis=2).astype(np.uint8)  # (H, W, 3)
+    ok, png = cv2.imencode(".png", resize_for_model(image, size))
     if not ok:
         raise RuntimeError("OpenCV could not encode the smoke-test frame")
     return png.tobytes()
 
 
-def smoke_test(target: SshTarget, options: DeployOptions, info: dict[str, str], staging: str, engine: str) -> str:
+def smoke_args(manifest: Manifest, backend: str = "auto") -> list[str]:
+    """`lineside run` arguments for one frame from ../smoke, logged to ../smoke/results.jsonl.
+
+    The bundle's calibrated threshold is used (first calibrated class); an uncalibrated bundle runs
+    with a placeholder threshold, since the smoke test checks that inference works, not the verdict.
+    """
+    argv = ["run", ".", "--source", "../smoke", "--actuator", "log://", "--log", "../smoke/results.jsonl"]
+    argv += ["--max-parts", "1", "--quiet", "--backend", backend]
+    calibrated = [c for c in manifest.classes if c in manifest.thresholds]
+    if calibrated:
+        return [*argv, "--class", calibrated[0]]
+    if "*" in manifest.thresholds:
+        return argv
+    return [*argv, "--threshold", "1e30"]
+
+
+def smoke_test(
+    target: SshTarget, options: DeployOptions, info: dict[str, str], staging: str, manifest: Manifest, engine: str
+) -> str:
     """Run one frame through the staged bundle on the target; returns what it saw."""
     if not options.smoke:
         return "skipped (--no-smoke)"
     root = options.remote_dir
     if info.get("lineside"):
-        argv = [*_lineside(options, info), "run", ".", "--source", "../smoke", "--actuator", "log://"]
-        argv += ["--log", "../smoke/results.jsonl"]
+        argv = [*_lineside(options, info), *smoke_args(manifest, options.smoke_backend)]
         result = _in_bundle(target, root, staging, argv, timeout=600)
         if result.returncode != 0:
-            raise LinesideError(
-                f"smoke inference failed on the target: {(result.stderr or result.stdout).strip()[-400:]}"
-            )
+            detail = (result.stderr or result.stdout).strip()[-400:]
+            raise LinesideError(f"smoke inference failed on the target: {detail}")
         log = _in_bundle(target, root, staging, ["cat", "../smoke/results.jsonl"]).stdout
         return _smoke_verdict(log)
     if engine.endswith(TRTEXEC_PLAN):
@@ -96,11 +118,13 @@ def smoke_test(target: SshTarget, options: DeployOptions, info: dict[str, str], 
 def _smoke_verdict(log: str) -> str:
     """Check the smoke run logged one decision with a finite score; summarise it."""
     records = [json.loads(line) for line in log.splitlines() if line.strip()]
-    decisions = [r for r in records if isinstance(r, dict) and "verdict" in r]
-    if not decisions:
+    parts = [r for r in records if isinstance(r, dict) and r.get("type") == "part"]
+    if not parts:
         raise LinesideError("smoke inference on the target logged no decision")
-    first = decisions[0]
+    first = parts[0]
     score = first.get("score")
-    if not isinstance(score, (int, float)) or not np.isfinite(score):
-        raise LinesideError(f"smoke inference on the target gave no finite score: {first}")
-    return f"verdict {first['verdict']}, score {score:.4g}"
+    if first.get("verdict") == "ERROR" or not isinstance(score, (int, float)) or not np.isfinite(score):
+        raise LinesideError(f"smoke inference on the target failed: {first.get('reason') or first}")
+    infer = first.get("latency_ms", {}).get("infer")
+    timing = f", inference {infer:.1f} ms" if isinstance(infer, (int, float)) else ""
+    return f"verdict {first['verdict']}, score {score:.4g}{timing}"

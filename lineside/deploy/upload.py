@@ -17,6 +17,8 @@ from lineside.deploy import scripts
 from lineside.deploy.ssh import SSH_FAILED, SshTarget, connection_error, open_remote
 from lineside.errors import LinesideError
 
+_TAR_BLOCK = 512
+_TAR_HEADER = 3 * _TAR_BLOCK  # ustar header plus a PAX extended header, roughly
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -54,10 +56,11 @@ def checksum_list(bundle: Bundle) -> str:
 def upload(target: SshTarget, root: str, staging: str, files: dict[str, Path], extra: dict[str, bytes]) -> int:
     """Send `files` (into staging/bundle/) and `extra` (arcname -> bytes) as one tar stream.
 
-    Returns the bytes sent. The remote tar fails on a truncated stream, so an interrupted copy
+    Returns the (approximate) tar bytes sent. The remote tar fails on a truncated stream, so an interrupted copy
     leaves only the staging folder, which the next deploy removes.
     """
-    total = sum(p.stat().st_size for p in files.values()) + sum(len(b) for b in extra.values())
+    sizes = [p.stat().st_size for p in files.values()] + [len(b) for b in extra.values()]
+    total = sum(_TAR_HEADER + -(-size // _TAR_BLOCK) * _TAR_BLOCK for size in sizes) + tarfile.RECORDSIZE
     with tempfile.TemporaryFile() as errors:
         proc = open_remote(target, scripts.RECEIVE, root, staging, stderr=errors)
         if proc.stdin is None:
