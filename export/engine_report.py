@@ -102,7 +102,8 @@ def _layer_precision(layer: Any, kind: str, dtypes: tuple[str, ...], producers: 
     if kind in _QDQ:
         return "qdq"
     if kind in _COMPUTE:
-        operands = [layer.get_input(i) for i in range(min(layer.num_inputs, 2))]
+        # a conv whose kernel is a plain weight (one input) has float weights, so it cannot run INT8
+        operands = [layer.get_input(i) for i in range(2)] if layer.num_inputs >= 2 else []
         if operands and all(t is not None and producers.get(t.name) == "DEQUANTIZE" for t in operands):
             return "int8"
     return _DTYPES.get(dtypes[0], "other") if dtypes else "other"
