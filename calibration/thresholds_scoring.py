@@ -56,7 +56,13 @@ def good_and_defect_paths(good_dir: Path, defect_dir: Path | None) -> tuple[list
     folder = good_dir / "good" if (good_dir / "good").is_dir() else good_dir
     good = list_images(folder)
     if not good:
-        raise LinesideError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        hint = ""
+        if (good_dir / "train" / "good").is_dir():
+            hint = (
+                "; this looks like an MVTec category: pass good images the model was NOT trained on "
+                "(training images score too low and give thresholds that reject good parts)"
+            )
+        raise LinesideError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}{hint}")
     defect: list[Path] = []
     if defect_dir is not None:
         if not defect_dir.is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "Set per-class reject thresholds from good parts."
@@ -90,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
         )
         scores[name] = (good, defect)
     print(format_table(results, args.false_reject, args.confidence))
+    for r in results:
+        if r.false_reject_observed > args.false_reject:
+            print(
+                f"WARNING: {r.name}: the {r.method} threshold rejects {r.false_reject_observed:.2%} of the good images, "
+                f"above the target {args.false_reject:g}",
+                file=sys.stderr,
+            )
     if args.plot:
         from lineside.calibration.thresholds_plot import plot_class_scores
 
