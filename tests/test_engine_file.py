@@ -150,3 +150,9 @@ def test_inspect_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 def test_build_needs_a_bundle(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["build"]) == 2
     assert "give a BUNDLE folder" in capsys.readouterr().err
+
+
+def test_inspect_takes_no_build_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_engine(tmp_path / "m.engine", _metadata(), PLAN)
+    assert main(["build", "--inspect", str(tmp_path / "m.engine"), "--target", "sm86", "--plain"]) == 2
+    assert "--inspect only reads an engine: drop --target --plain" in capsys.readouterr().err

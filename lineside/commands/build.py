@@ -9,6 +9,17 @@ from pathlib import Path
 from lineside.engine_file import LIBRARIES, TARGETS
 from lineside.errors import LinesideError
 
+_BUILD_OPTIONS = (
+    "target",
+    "out",
+    "plain",
+    "workspace",
+    "opt_level",
+    "timing_cache",
+    "dla_core",
+    "max_batch",
+    "library",
+)
 HELP = "Build a TensorRT / TensorRT-RTX engine from a bundle (or --inspect an engine file)."
 
 
@@ -35,10 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `lineside build`."""
+    build_flags = [f"--{k.replace('_', '-')}" for k in _BUILD_OPTIONS if getattr(args, k) not in (None, False)]
     if args.inspect is not None:
+        if build_flags:
+            raise LinesideError(f"--inspect only reads an engine: drop {' '.join(build_flags)}")
         return _inspect(args.inspect, args.bundle)
     if args.bundle is None:
         raise LinesideError("give a BUNDLE folder to build, or --inspect ENGINE")
+    if args.out is not None and args.out.is_dir():
+        raise LinesideError(
+            f"--out {args.out} is a folder: give the engine file name, e.g. {args.out / 'model.engine'}"
+        )
     from lineside.bundle import load_bundle
     from lineside.cuda_device import current_gpu
     from lineside.export.engine_build import BuildOptions, build_engine, default_engine_path, save_engine
