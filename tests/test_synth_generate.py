@@ -104,6 +104,14 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     assert sum(a[k] != c[k] for k in a) > len(a) // 2
 
 
+@pytest.mark.slow
+def test_worker_processes_write_the_same_bytes(tmp_path):
+    kwargs = dict(categories=["wood", "screw"], n_train=50, n_test_good=5, n_test_defect=10, size=64, progress=False)
+    generate_dataset(tmp_path / "serial", workers=1, **kwargs)
+    generate_dataset(tmp_path / "pool", workers=2, **kwargs)
+    assert _digests(tmp_path / "serial") == _digests(tmp_path / "pool")
+
+
 def test_refuses_a_non_empty_out_without_force(tmp_path):
     out = tmp_path / "d"
     out.mkdir()

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-defect", type=int, default=20, metavar="N", help="defect test images per category")
     parser.add_argument("--size", type=int, default=256, metavar="PX", help="image side in pixels")
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    parser.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="worker processes (default: CPU count, at most 4)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         n_test_defect=args.test_defect,
         size=args.size,
         force=args.force,
+        workers=args.workers,
     )
     print(summary.line())
     return 0

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from lineside.errors import LinesideError
 from lineside.synth.preview import contact_sheet
 from lineside.synth.scene import CATEGORIES, GOOD, RenderedSample, render_sample
 
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 PREVIEW_NAME = "preview.png"
 META_NAME = "synth.json"
 
@@ -102,6 +106,43 @@ def _check_args(out: Path, force: bool, counts: tuple[int, int, int], size: int)
         raise LinesideError(f"--size {size} is out of range: use 64..2048 px")
 
 
+Job = tuple[str, str, str, int]  # category, split, defect type, index
+Example = tuple[str, np.ndarray, np.ndarray]  # label, image, mask
+POOL_MIN_JOBS = 120  # below this, starting worker processes costs more than it saves
+
+
+def _is_example(split: str, index: int) -> bool:
+    return (split == "test" and index == 0) or (split == "train" and index < 2)
+
+
+def _render_and_write(staging: Path, seed: int, size: int, job: Job) -> Example | None:
+    """Render one job and write its files; returns the preview example if this job is one."""
+    category, split, kind, index = job
+    sample = render_sample(category, seed, split, kind, index, size)
+    _write_sample(staging, category, split, kind, index, sample)
+    return (kind, sample.image, sample.mask) if _is_example(split, index) else None
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)  # one process per core already
+
+
+def _run_jobs(staging: Path, seed: int, size: int, jobs: list[Job], workers: int) -> Iterator[Example | None]:
+    """Results in job order; in worker processes (spawned, so safe beside torch) for large sets."""
+    task = functools.partial(_render_and_write, staging, seed, size)
+    if workers <= 1 or len(jobs) < POOL_MIN_JOBS:
+        yield from map(task, jobs)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
+        yield from pool.map(task, jobs, chunksize=8)
+
+
+def default_workers() -> int:
+    """Worker processes used by default: the CPU count, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def generate_dataset(
     out: str | Path,
     *,
@@ -113,25 +154,32 @@ def generate_dataset(
     size: int = 256,
     force: bool = False,
     progress: bool = True,
+    workers: int | None = None,
 ) -> SynthSummary:
-    """Generate the synthetic data set into `out` (MVTec-AD layout); same arguments -> byte-identical files."""
+    """Generate the synthetic data set into `out` (MVTec-AD layout); same arguments -> byte-identical files.
+
+    Every image is a pure function of (seed, category, split, type, index), so the output does not
+    depend on `workers` (default: `default_workers()`; 1 renders in this process).
+    """
     from tqdm import tqdm
 
     out = Path(out)
     names = resolve_categories(categories)
     _check_args(out, force, (n_train, n_test_good, n_test_defect), size)
     started = time.perf_counter()
-    jobs = [(c, *job) for c in names for job in plan(c, n_train, n_test_good, n_test_defect)]
+    jobs: list[Job] = [(c, *job) for c in names for job in plan(c, n_train, n_test_good, n_test_defect)]
     counts: dict[str, dict[str, int]] = {c: {} for c in names}
-    examples: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {c: [] for c in names}
+    examples: dict[str, list[Example]] = {c: [] for c in names}
+    n_workers = default_workers() if workers is None else workers
     with atomic_directory(out, overwrite=True) as staging:
-        for category, split, kind, index in tqdm(jobs, desc="synth", unit="img", disable=not progress):
-            sample = render_sample(category, seed, split, kind, index, size)
-            _write_sample(staging, category, split, kind, index, sample)
-            key = f"{split}/{kind}"
-            counts[category][key] = counts[category].get(key, 0) + 1
-            if (split == "test" and index == 0) or (split == "train" and index < 2):
-                examples[category].append((kind, sample.image, sample.mask))
+        bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
+        for job, example in zip(jobs, _run_jobs(staging, seed, size, jobs, n_workers), strict=True):
+            bar.update()
+            category, split, kind, _ = job
+            counts[category][f"{split}/{kind}"] = counts[category].get(f"{split}/{kind}", 0) + 1
+            if example is not None:
+                examples[category].append(example)
+        bar.close()
         _write_png(staging / PREVIEW_NAME, contact_sheet([examples[c] for c in names]))
         meta = {"generator": f"lineside {__version__}", "seed": seed, "size": size, "counts": counts}
         atomic_write_json(staging / META_NAME, meta)

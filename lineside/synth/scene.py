@@ -71,7 +71,7 @@ def render_sample(category: str, seed: int, split: str, defect_type: str, index:
     base = cat.render(params)  # (H, W, 3) float32 before lighting
     shape = (size, size)
     light = lighting_field(light_rng, shape)
-    noise = noise_rng.normal(0.0, 2.0, (*shape, 3)).astype(np.float32)
+    noise = noise_rng.standard_normal((*shape, 3), dtype=np.float32) * np.float32(2.0)  # sensor noise
     blur = 0.6 * size / 256
     clean = _finish(base, light, noise, blur)
     if defect_type == GOOD:
