@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # Large finite negative instead of -inf: exp() of it underflows to exactly 0 in FP32, it stays
@@ -60,9 +61,9 @@ class MaskedAttention(nn.Module):
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Attend `query` (B, L, D) over `key`/`value` (B or 1, L, D) with `mask` (L, L); returns (B, L, D)."""
         q = self._split(self.q_proj(query))  # (B, h, L, d)
-        k = self._split(self.k_proj(key))  # (B|1, h, L, d)
-        v = self._split(self.v_proj(value))  # (B|1, h, L, d)
-        logits = q @ k.transpose(-2, -1) * self.scale + mask  # (B, h, L, L)
-        out = logits.softmax(dim=-1) @ v  # (B, h, L, d)
+        k = self._split(self.k_proj(key)).expand(q.shape[0], -1, -1, -1)  # (B, h, L, d)
+        v = self._split(self.v_proj(value)).expand(q.shape[0], -1, -1, -1)  # (B, h, L, d)
+        # softmax(q k^T * scale + mask) v; fused on CPU/GPU in training, MatMul + Add + Softmax in ONNX
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)  # (B, h, L, d)
         batch, heads, length, head_dim = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, heads * head_dim))  # (B, L, D)
