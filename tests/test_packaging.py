@@ -162,12 +162,14 @@ print(json.dumps({"modules": names, "torch": "torch" in sys.modules, "stages": s
 
 
 @pytest.mark.slow
-def test_runtime_imports_without_torch(wheel_venv: Path) -> None:
+def test_runtime_imports_without_torch(wheel: Path, wheel_venv: Path) -> None:
     """`import lineside.runtime` and every runtime submodule work with torch absent, from site-packages."""
     result = run([wheel_venv / "python", "-c", IMPORT_RUNTIME, *STAGES], cwd=wheel_venv)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    names = {path.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for path in source_modules()}
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = [name for name in archive.namelist() if name.endswith(".py")]
+    names = {path.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for path in packaged}
     expected = {name for name in names if name.startswith("lineside.runtime.")}
     assert sorted(expected - set(report["modules"])) == []
     assert report["torch"] is False
@@ -194,3 +196,18 @@ def test_editable_install_maps_the_stage_folders(tmp_path: Path) -> None:
     for name, folder in {"lineside": "lineside", **STAGES}.items():
         assert Path(report["origins"][name]) == source / folder / "__init__.py"
     assert run([bin_dir / "lineside", "--version"]).returncode == 0
+
+
+@pytest.mark.slow
+def test_installed_wheel_inspects_a_line_without_torch(wheel_venv: Path, tmp_path: Path) -> None:
+    """`lineside run` from the wheel, torch absent: a real ONNX bundle, a video of 10 parts, a results log."""
+    from runtime_support import make_bundle, write_video
+
+    bundle = make_bundle(tmp_path / "bundle").path
+    video = write_video(tmp_path / "parts.avi", [index % 5 == 2 for index in range(10)])
+    log = tmp_path / "results.jsonl"
+    result = run([wheel_venv / "lineside", "run", bundle, "--source", video, "--log", log, "--quiet"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("10 parts: 8 PASS, 2 REJECT, 0 ERROR")
+    verdicts = [json.loads(line)["verdict"] for line in log.read_text().splitlines()]
+    assert len(verdicts) == 10
