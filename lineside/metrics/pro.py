@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lineside.errors import LinesideError, missing_extra
+from lineside.errors import LinesideError
 from lineside.metrics._validate import as_masks, as_scores, require_same_shape, squeeze_channel
 from lineside.metrics.ranking import Counts, Ranking, trapezoid
 
@@ -20,18 +20,23 @@ FPR_LIMIT = 0.3
 
 
 def region_weights(masks: np.ndarray) -> tuple[np.ndarray, int]:
-    """(N, H, W) weight 1 / (size of its region) on every defect pixel, 0 elsewhere; and the region count."""
-    try:
-        from scipy import ndimage
-    except ImportError as exc:
-        raise missing_extra("scipy", "train") from exc
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = True  # 8-connected within an image, never across images
-    labeled, regions = ndimage.label(masks, structure=structure)  # (N, H, W) int, 0 = good
+    """(N, H, W) weight 1 / (size of its region) on every defect pixel, 0 elsewhere; and the region count.
+
+    Regions are 8-connected within an image (as in the MVTec code) and never join across images.
+    OpenCV (a core dependency) labels them, one call per image.
+    """
+    import cv2
+
+    labeled = np.zeros(masks.shape, dtype=np.int32)  # (N, H, W) global region id, 0 = good
+    regions = 0
+    for index, mask in enumerate(masks):
+        count, labels = cv2.connectedComponents(np.ascontiguousarray(mask, dtype=np.uint8), connectivity=8)  # (H, W) int32
+        labeled[index] = np.where(labels > 0, labels + regions, 0)
+        regions += count - 1
     sizes = np.bincount(labeled.ravel(), minlength=regions + 1)  # (regions + 1,)
     inverse = np.zeros(regions + 1, dtype=np.float64)
     inverse[1:] = 1.0 / sizes[1:]
-    return inverse[labeled], int(regions)
+    return inverse[labeled], regions
 
 
 def pro_curve_from(ranking: Ranking, counts: Counts, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
