@@ -169,14 +169,16 @@ class Screw:
         """Paint or build one defect of `kind`."""
         s = p.size / 256
         if kind == "bent":
-            return self.render(p, bend=rng.choice([-1, 1]) * rng.uniform(7, 11) * s)
+            return self.render(p, bend=rng.choice([-1, 1]) * rng.uniform(10, 15) * s)
         if kind == "missing":
             return self.render(p, end=rng.uniform(0.7, 0.82))
         sup = self.support(p)
-        if kind == "scratch":
-            return defects.scratch(clean, sup, rng, (14 * s, 26 * s), 130.0, int(8 * s))
+        if kind == "scratch":  # on the flat faces of the head
+            u, _ = rotated(*coords(sup.shape), p.centre, p.angle)
+            head = sup * (u < -0.23 * p.size * p.scale - 1)
+            return defects.scratch(clean, head, rng, (14 * s, 24 * s), 150.0, int(8 * s))
         if kind == "contamination":
-            return defects.specks(clean, sup, rng, (2.5 * s, 4.0 * s), (30.0, 45.0, 60.0), int(8 * s))
+            return defects.specks(clean, sup, rng, (3.0 * s, 4.5 * s), (25.0, 35.0, 45.0), int(8 * s))
         raise ValueError(kind)
 
 

@@ -84,7 +84,7 @@ class Mesh:
             cut = blob_alpha(rng, sup.shape, centre, rng.uniform(6, 11) * s, rough=0.6)
             return self.render(p, cut=cut)
         if kind == "stain":
-            return defects.stain(clean, sup, rng, (0.55, 0.62, 0.8), (9 * s, 18 * s), margin)
+            return defects.stain(clean, sup, rng, (0.4, 0.48, 0.68), (14 * s, 24 * s), margin)
         if kind == "contamination":
             return defects.fibre(clean, sup, rng, (40 * s, 90 * s), (35.0, 40.0, 48.0), margin)
         raise ValueError(kind)
@@ -175,7 +175,7 @@ class Wood:
         if kind == "hole":
             return defects.hole(clean, sup, rng, (3 * s, 6 * s), (28.0, 38.0, 52.0), margin)
         if kind == "stain":
-            return defects.stain(clean, sup, rng, (0.55, 0.58, 0.66), (12 * s, 22 * s), margin)
+            return defects.stain(clean, sup, rng, (0.45, 0.5, 0.6), (12 * s, 22 * s), margin)
         if kind == "scratch":
             across = p.angle + np.pi / 2 + rng.uniform(-0.5, 0.5)
             return defects.scratch(clean, sup, rng, (35 * s, 75 * s), 90.0, margin, angle=across)
