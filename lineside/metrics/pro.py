@@ -30,7 +30,8 @@ def region_weights(masks: np.ndarray) -> tuple[np.ndarray, int]:
     labeled = np.zeros(masks.shape, dtype=np.int32)  # (N, H, W) global region id, 0 = good
     regions = 0
     for index, mask in enumerate(masks):
-        count, labels = cv2.connectedComponents(np.ascontiguousarray(mask, dtype=np.uint8), connectivity=8)  # (H, W) int32
+        image = np.ascontiguousarray(mask, dtype=np.uint8)  # (H, W)
+        count, labels = cv2.connectedComponents(image, connectivity=8)  # labels: (H, W) int32
         labeled[index] = np.where(labels > 0, labels + regions, 0)
         regions += count - 1
     sizes = np.bincount(labeled.ravel(), minlength=regions + 1)  # (regions + 1,)
