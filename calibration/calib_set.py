@@ -1,7 +1,7 @@
 """INT8 calibration set: N good images, stratified over categories, pre-processed like the runtime.
 
-Sources: the training set (MVTec layout `CATEGORY/train/good`) or any folder given with
-`--calib DIR` (images grouped by their first sub-folder, one group if they lie flat). Images are
+Sources: the good training images of a data set (any layout `lineside.data` reads: MVTec, VisA,
+or a plain folder of good images), given with `--calib DIR` or taken from `--data DIR`. Images are
 resized with `lineside.preprocess.resize_for_model`, the one host-side step the runtime does too;
 everything else happens inside the graph being calibrated.
 """
@@ -14,40 +14,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from lineside.errors import LinesideError, missing_extra
 from lineside.preprocess import resize_for_model
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
 
 def find_good_images(root: str | Path) -> dict[str, list[Path]]:
-    """Good images per category: `train/good` folders of an MVTec-layout root, else sub-folders of `root`."""
-    root = Path(root)
-    if not root.is_dir():
-        raise LinesideError(f"calibration folder not found: {root}")
-    if (root / "train" / "good").is_dir():
-        groups = {root.name: _images_in(root / "train" / "good")}
-    elif any((d / "train" / "good").is_dir() for d in root.iterdir() if d.is_dir()):
-        groups = {
-            d.name: _images_in(d / "train" / "good") for d in sorted(root.iterdir()) if (d / "train/good").is_dir()
-        }
-    else:
-        groups = {}
-        for path in _images_in(root):
-            relative = path.relative_to(root).parts
-            groups.setdefault(relative[0] if len(relative) > 1 else root.name, []).append(path)
-    groups = {name: paths for name, paths in groups.items() if paths}
+    """Good images per category: the train split of a data set (MVTec / VisA / folder layout), else its good test images.
+
+    A plain folder of images counts as one category of good images.
+    """
+    from lineside.data import open_dataset
+
+    dataset = open_dataset(root)
+    good = [s for s in dataset.samples if s.label == 0]
+    train = [s for s in good if s.split == "train"]
+    groups: dict[str, list[Path]] = {}
+    for sample in train or good:
+        groups.setdefault(sample.category, []).append(sample.image_path)
     if not groups:
-        raise LinesideError(
-            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}: point --calib at good images"
-        )
+        raise LinesideError(f"no good images in {root}: point --calib at a folder of good parts")
     return groups
 
 
@@ -66,11 +53,10 @@ def stratified_sample(groups: dict[str, list[Path]], count: int, *, seed: int = 
 
 
 def read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) uint8 BGR image of the model size; grayscale and alpha images are converted."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise LinesideError(f"cannot read image {path}: not an image or corrupt")
-    return resize_for_model(image, size)
+    """(H, W, 3) uint8 BGR image of the model size; grayscale, 16-bit and alpha images are converted."""
+    from lineside.data import load_image
+
+    return resize_for_model(load_image(path), size)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@
 Calibration runs once; its tensor ranges are cached and reused by every quantization pass.
 Sensitive nodes (pre-processing, first conv, softmax and what reads it, normalisation, the scoring
 tail) stay float; if the I-AUROC drop is still above `max_drop`, the nodes with the largest
-quantization noise (`sensitivity`) are un-quantized step by step until it is within.
+effect on the anomaly map (`sensitivity`) are given back to float, group by group, until it is within.
 """
 
 from __future__ import annotations
@@ -122,49 +122,58 @@ class Int8Result:
 MAX_FALLBACK_FRACTION = 0.5  # beyond this the graph is mostly float: refuse rather than call it INT8
 
 
-def _fallback_steps(total: int) -> list[int]:
-    """1, 2, 4, ... nodes, up to half of the quantizable nodes."""
-    limit = int(total * MAX_FALLBACK_FRACTION)
-    steps, k = [], 1
-    while k < limit:
-        steps.append(k)
-        k *= 2
-    return [*steps, limit] if limit else steps
+def _next_step(groups: list[list[str]], used: int) -> int:
+    """Groups to keep float next (1, 2, 4, ...), or 0 once the float budget would be exceeded."""
+    step = max(1, used * 2)
+    budget = int(MAX_FALLBACK_FRACTION * sum(len(g) for g in groups))
+    if step > len(groups) or sum(len(g) for g in groups[:step]) > budget:
+        return 0
+    return step
 
 
 def quantize_with_fallback(
     fp32_path: Path,
     out_dir: Path,
     base_exclude: list[str],
-    ranking: Callable[[], list[str]],
+    ranking: Callable[[], list[list[str]]],
     evaluate: Callable[[Path], float],
     fp32_auroc: float,
     spec: QuantSpec,
     reader: Any,
     max_drop: float,
 ) -> Int8Result:
-    """Quantize both flavours; un-quantize the noisiest nodes (from `ranking()`) until both drops <= max_drop.
+    """Quantize both flavours; keep node groups float, most sensitive first, until both drops <= max_drop.
 
-    `evaluate(path)` returns the I-AUROC of a graph on the eval set; drops are in points (x100).
+    `ranking()` is called only if the fully quantized graph misses `max_drop`; it returns node
+    groups in fallback order, tried 1, 2, 4, ... at a time. `evaluate(path)` returns a graph's I-AUROC; drops are in points (x100).
+    At most `MAX_FALLBACK_FRACTION` of the quantizable nodes are given back to float.
     """
     attempts: list[Attempt] = []
-    order: list[str] | None = None
-    steps = [0]
-    while steps:
-        count = steps.pop(0)
-        extra = order[:count] if order else []
-        paths = {f: quantize(fp32_path, out_dir / f"{f}.onnx", f, base_exclude + extra, spec, reader) for f in FLAVOURS}
-        aurocs = {flavour: evaluate(path) for flavour, path in paths.items()}
-        drops = {flavour: 100.0 * (fp32_auroc - value) for flavour, value in aurocs.items()}
-        attempts.append(Attempt(count, drops, aurocs))
-        log.info("int8: %d nodes kept float -> I-AUROC drop %s", count, drops)
-        if max(drops.values()) <= max_drop:
+    groups: list[list[str]] | None = None
+    used = 0
+    while True:
+        extra = [name for group in (groups or [])[:used] for name in group]
+        paths, drops, aurocs = {}, {}, {}
+        for flavour in FLAVOURS:  # s8s8 first: when it misses, u8s8 need not be measured
+            paths[flavour] = quantize(
+                fp32_path, out_dir / f"{flavour}.onnx", flavour, base_exclude + extra, spec, reader
+            )
+            aurocs[flavour] = evaluate(paths[flavour])
+            drops[flavour] = 100.0 * (fp32_auroc - aurocs[flavour])
+            if drops[flavour] > max_drop:
+                break
+        attempts.append(Attempt(len(extra), drops, aurocs))
+        log.info("int8: %d nodes kept float -> I-AUROC drop %s", len(extra), drops)
+        if len(drops) == len(FLAVOURS) and max(drops.values()) <= max_drop:
             return Int8Result(paths, base_exclude + extra, extra, attempts)
-        if order is None:
-            order = ranking()
-            steps = _fallback_steps(len(order))
-    worst = ", ".join(f"{a.unquantized} float: {max(a.drop.values()):.2f}" for a in attempts)
+        if groups is None:
+            groups = ranking()
+        used = _next_step(groups, used)
+        if used == 0:
+            break
+    tried = ", ".join(f"{a.unquantized} float: {max(a.drop.values()):.2f}" for a in attempts)
     raise LinesideError(
         f"INT8 cannot meet --max-drop {max_drop} I-AUROC points with up to half of the layers un-quantized "
-        f"(attempts: {worst}); raise --max-drop, try --calib-method percentile/entropy, or export fp16"
+        f"(attempts, nodes kept float: drop = {tried}); raise --max-drop, try --calib-method percentile or "
+        "entropy, or export fp16"
     )

@@ -1,9 +1,10 @@
 """Graph regions that decide precision: the pre-processing head, the compute body, the scoring tail.
 
 - head: nodes not downstream of any weighted op (uint8 cast, BGR->RGB, normalisation, constants);
-- tail: everything downstream of the first channel-collapsing reduction (cosine / MSE distance
-  maps), widened backwards over the elementwise ops that feed it, so distance maps, upsampling,
-  blur and top-k scoring stay FP32;
+- tail: everything downstream of the channel-collapsing reductions that compute distances (cosine /
+  MSE maps; reductions that rescale their own input, like F.normalize, are normalisation, not
+  distances), widened backwards over the elementwise ops that feed them, so distance maps,
+  upsampling, blur and top-k scoring stay FP32;
 - body: the rest (encoder, bottleneck, decoder), where FP16 and INT8 apply.
 The rule is structural, so it needs no knowledge of how a model names its modules.
 """
@@ -18,6 +19,7 @@ WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 _REDUCE_OPS = frozenset({"ReduceSum", "ReduceMean", "ReduceL2", "ReduceSumSquare"})
 _DISTANCE_OPS = frozenset({"Mul", "Sub", "Pow", "Abs"})  # a*b, (a-b)**2, |a-b| feeding a reduction
 _WIDEN_DEPTH = 2
+_NORM_DEPTH = 5
 
 
 @dataclass(frozen=True)
@@ -47,18 +49,49 @@ def _rank_of(model: Any) -> dict[str, int]:
     return ranks
 
 
-def _reduces_channels(node: Any, ranks: dict[str, int]) -> bool:
+def _constant_ints(name: str, model: Any) -> list[int] | None:
+    """Values of an int initializer or Constant output (e.g. ReduceSum's axes input), None if not constant."""
+    from onnx import numpy_helper
+
+    for init in model.graph.initializer:
+        if init.name == name:
+            return [int(v) for v in numpy_helper.to_array(init).reshape(-1)]
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            return None if value is None else [int(v) for v in numpy_helper.to_array(value).reshape(-1)]
+    return None
+
+
+def _reduces_channels(node: Any, ranks: dict[str, int], model: Any) -> bool:
     """True for a reduction over the channel axis of (B, C, H, W) or the feature axis of (B, N, C)."""
     if node.op_type not in _REDUCE_OPS:
         return False
     rank = ranks.get(node.input[0])
     axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
-    if axes is None and len(node.input) > 1:
-        return rank in (3, 4)  # axes given as an input tensor (opset 18+); treat as a distance
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = _constant_ints(node.input[1], model)  # ReduceSum-13 and every Reduce op from opset 18
     if axes is None or rank is None:
         return False
     normalised = sorted(a % rank for a in axes)
     return (rank == 4 and normalised == [1]) or (rank == 3 and normalised == [2])
+
+
+def _is_normalisation(node: Any, producers: dict[str, Any], consumers: dict[str, list[Any]]) -> bool:
+    """True when the reduction rescales its own input (x / ||x||, x * rsqrt(mean(x^2))): not a distance."""
+    bases = {node.input[0]}
+    producer = producers.get(node.input[0])
+    if producer is not None and producer.op_type in ("Mul", "Pow") and producer.input[0] in producer.input[1:]:
+        bases.add(producer.input[0])
+    if producer is not None and producer.op_type == "Pow":
+        bases.add(producer.input[0])
+    frontier, seen = [node], set()
+    for _ in range(_NORM_DEPTH):
+        frontier = [c for n in frontier for out in n.output for c in consumers.get(out, []) if c.name not in seen]
+        seen.update(n.name for n in frontier)
+        if any(n.op_type in ("Div", "Mul") and bases & set(n.input) for n in frontier):
+            return True
+    return False
 
 
 def _descendants(starts: list[Any], consumers: dict[str, list[Any]]) -> set[str]:
@@ -88,7 +121,13 @@ def find_regions(model: Any) -> Regions:
     after_weights = _descendants(weighted, consumers)
     head = {n.name for n in graph.node if n.name not in after_weights}
     ranks = _rank_of(model)
-    reductions = [n for n in graph.node if n.name in after_weights and _reduces_channels(n, ranks)]
+    reductions = [
+        n
+        for n in graph.node
+        if n.name in after_weights
+        and _reduces_channels(n, ranks, model)
+        and not _is_normalisation(n, producers, consumers)
+    ]
     tail = _descendants(reductions, consumers)
     frontier = [(node, 0) for node in reductions]
     while frontier:  # widen backwards over the elementwise ops that compute the distance
