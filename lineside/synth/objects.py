@@ -49,10 +49,10 @@ def _sample(rng: np.random.Generator, size: int, angle_deg: float) -> ObjectPara
 def _compose(p: ObjectParams, part: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Part (H, W, 3) over the belt with a drop shadow cast by `alpha` (H, W)."""
     s = p.size / 256
-    shift = np.float32([[1, 0, 4 * s], [0, 1, 5 * s]])
+    shift = np.array([[1, 0, 4 * s], [0, 1, 5 * s]], np.float32)
     shadow = cv2.warpAffine(alpha, shift, (p.size, p.size))
     shadow = cv2.GaussianBlur(shadow, (0, 0), 4 * s)
-    belt = (p.belt * (1 - 0.5 * shadow))[..., None] * np.float32([235, 232, 228])
+    belt = (p.belt * (1 - 0.5 * shadow))[..., None] * np.array([235, 232, 228], np.float32)
     return belt * (1 - alpha[..., None]) + part * alpha[..., None]
 
 
@@ -60,7 +60,7 @@ class Washer:
     """A flat steel washer seen from above."""
 
     name = "washer"
-    defect_types = ("missing", "crack", "scratch", "stain")
+    defect_types: tuple[str, ...] = ("missing", "crack", "scratch", "stain")
 
     def sample(self, rng: np.random.Generator, size: int) -> ObjectParams:
         """Draw the jitter of one good image."""
@@ -85,7 +85,7 @@ class Washer:
         bevel = smoothstep(3.0, 0.0, outer - rho) - smoothstep(3.0, 0.0, rho - inner)
         turning = np.interp(rho, np.arange(p.size, dtype=np.float32), p.radial).astype(np.float32)  # (H, W)
         level = 0.68 + 0.1 * facing + 0.2 * bevel * facing + 0.035 * turning + 0.01 * p.grain
-        part = level[..., None] * np.float32([190, 188, 182])
+        part = level[..., None] * np.array([190, 188, 182], np.float32)
         return _compose(p, part, alpha)
 
     def defect(self, kind: str, p: ObjectParams, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -121,7 +121,7 @@ class Screw:
     """A hex-head machine screw in side view."""
 
     name = "screw"
-    defect_types = ("bent", "missing", "scratch", "contamination")
+    defect_types: tuple[str, ...] = ("bent", "missing", "scratch", "contamination")
 
     def sample(self, rng: np.random.Generator, size: int) -> ObjectParams:
         """Draw the jitter of one good image."""
@@ -163,7 +163,7 @@ class Screw:
     def render(self, p: ObjectParams, bend: float = 0.0, end: float = 1.0) -> np.ndarray:
         """Render the scene, optionally with a bent shaft or a broken-off tip."""
         alpha, level = self._parts(p, bend, end)
-        return _compose(p, level[..., None] * np.float32([178, 176, 170]), alpha)
+        return _compose(p, level[..., None] * np.array([178, 176, 170], np.float32), alpha)
 
     def defect(self, kind: str, p: ObjectParams, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Paint or build one defect of `kind`."""
@@ -186,7 +186,7 @@ class Capsule:
     """A two-tone hard gelatin capsule seen from above."""
 
     name = "capsule"
-    defect_types = ("crack", "missing", "contamination", "stain")
+    defect_types: tuple[str, ...] = ("crack", "missing", "contamination", "stain")
 
     def sample(self, rng: np.random.Generator, size: int) -> ObjectParams:
         """Draw the jitter of one good image."""
@@ -212,7 +212,7 @@ class Capsule:
         shade = 0.55 + 0.4 * np.sqrt(1 - n * n) + 0.25 * np.exp(-(((n + 0.45) / 0.15) ** 2)) + 0.015 * p.grain
         seam = 1 - 0.35 * np.exp(-((u / (1.2 * p.size / 256)) ** 2))
         cap = u < 0
-        colour = np.where(cap[..., None], np.float32([55, 70, 185]), np.float32([205, 218, 226]))
+        colour = np.where(cap[..., None], np.array([55, 70, 185], np.float32), np.array([205, 218, 226], np.float32))
         return _compose(p, colour * (shade * seam)[..., None], alpha)
 
     def defect(self, kind: str, p: ObjectParams, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:

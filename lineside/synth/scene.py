@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -30,11 +30,11 @@ class Category(Protocol):
     name: str
     defect_types: tuple[str, ...]
 
-    def sample(self, rng: np.random.Generator, size: int) -> object: ...
+    def sample(self, rng: np.random.Generator, size: int) -> Any: ...
 
-    def render(self, p: object) -> np.ndarray: ...
+    def render(self, p: Any) -> np.ndarray: ...
 
-    def defect(self, kind: str, p: object, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+    def defect(self, kind: str, p: Any, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
 
 
 CATEGORIES: dict[str, Category] = {c.name: c for c in (Mesh(), BrushedMetal(), Wood(), Washer(), Screw(), Capsule())}

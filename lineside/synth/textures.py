@@ -34,7 +34,7 @@ class Mesh:
     """Plain-weave technical fabric / filter mesh seen from above."""
 
     name = "mesh"
-    defect_types = ("hole", "stain", "contamination")
+    defect_types: tuple[str, ...] = ("hole", "stain", "contamination")
 
     def sample(self, rng: np.random.Generator, size: int) -> TextureParams:
         """Draw the jitter of one good image."""
@@ -47,7 +47,7 @@ class Mesh:
             size,
             float(np.deg2rad(rng.uniform(-2.5, 2.5))),
             period,
-            tuple(map(float, rng.uniform(0, period, 2))),
+            (float(rng.uniform(0, period)), float(rng.uniform(0, period))),
             colour,
             fields,
         )
@@ -94,7 +94,7 @@ class BrushedMetal:
     """Brushed stainless plate under a soft specular band."""
 
     name = "brushed_metal"
-    defect_types = ("scratch", "pit", "stain")
+    defect_types: tuple[str, ...] = ("scratch", "pit", "stain")
 
     def sample(self, rng: np.random.Generator, size: int) -> TextureParams:
         """Draw the jitter of one good image."""
@@ -135,7 +135,7 @@ class Wood:
     """Planed wood board with growth rings and pores."""
 
     name = "wood"
-    defect_types = ("crack", "hole", "stain", "scratch")
+    defect_types: tuple[str, ...] = ("crack", "hole", "stain", "scratch")
 
     def sample(self, rng: np.random.Generator, size: int) -> TextureParams:
         """Draw the jitter of one good image."""

@@ -31,7 +31,7 @@ def write_parts_video(path: str | Path, images: Iterable[np.ndarray], fps: float
                 raise LinesideError(f"video frames must be (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
             height, width = image.shape[:2]
             if writer is None:
-                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
                 if not writer.isOpened():
                     raise LinesideError(f"OpenCV cannot write MJPG video to {partial}")
                 size = (height, width)
