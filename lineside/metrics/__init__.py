@@ -1,4 +1,4 @@
-"""Anomaly-detection metrics (MVTec AD / VisA protocol), numpy only, vectorised.
+"""Anomaly-detection metrics (MVTec AD / VisA protocol): numpy, vectorised, no extra dependency.
 
 Scores are "higher = more anomalous"; labels and masks are 1 (defect) / 0 (good).
 

@@ -1,6 +1,6 @@
 """Threshold-free ranking metrics from one sort: AUROC, average precision, F1-max.
 
-Scores are sorted once (descending); every distinct score is a threshold, and a sample is
+Scores are ranked once; every distinct score is a threshold, and a sample is
 predicted defective when its score is >= the threshold. Equal scores form one step, so ties
 are handled exactly (constant scores give AUROC 0.5), as in scikit-learn.
 """
@@ -38,8 +38,9 @@ class Ranking:
         """(T,) sum of `weights` (same shape as the scores) over the samples scoring >= each threshold."""
         flat = weights.ravel()
         picked = np.flatnonzero(flat)  # (K,)
-        order = np.argsort(self.scores[picked])
-        values = self.scores[picked][order]  # (K,) ascending
+        values = self.scores[picked]  # (K,)
+        order = np.argsort(values)
+        values = values[order]  # (K,) ascending
         suffix = np.append(np.cumsum(flat[picked][order][::-1])[::-1], 0)  # (K + 1,) sum of weights from i on
         return suffix[np.searchsorted(values, self.thresholds, side="left")]
 
