@@ -107,6 +107,7 @@ def build_engine(bundle: Bundle, options: BuildOptions) -> BuiltEngine:
     plan = bytes(serialized)
     report = network_report(network)
     del parser  # the network no longer needs the weights it owns
+    warnings += _precision_warnings(bundle.manifest.precision, report)
     _add_inspector(trt, plan, report, logger)
     metadata = EngineMetadata(
         library=name,
@@ -124,6 +125,14 @@ def build_engine(bundle: Bundle, options: BuildOptions) -> BuiltEngine:
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     return BuiltEngine(plan=plan, metadata=metadata, report=report, warnings=warnings + logger.warnings)
+
+
+def _precision_warnings(precision: str, report: LayerReport) -> list[str]:
+    """Say loudly when the network does not run in the precision the bundle claims."""
+    expected = {"fp16": "fp16", "int8": "int8"}.get(precision)
+    if expected is None or report.counts.get(expected, 0) > 0:
+        return []
+    return [f"the bundle says {precision} but no layer of its network runs {expected}: check the export"]
 
 
 def _hint(errors: list[str]) -> str:

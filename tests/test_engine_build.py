@@ -114,6 +114,14 @@ def test_turing_needs_fp16_matmul(
     assert read_engine(tmp_path / "b.engine")[0].compute_capabilities == ("7.5",)
 
 
+def test_bundle_claiming_int8_without_qdq_is_flagged(
+    bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = write_bundle(tmp_path / "wrong", tiny_manifest("int8"), {"model.onnx": bundles["fp32"].model_path})
+    assert main(["build", str(wrong.path), "--target", "sm86"]) == 0
+    assert "the bundle says int8 but no layer of its network runs int8" in capsys.readouterr().err
+
+
 def test_timing_cache_is_refused_loudly_by_rtx(
     bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
