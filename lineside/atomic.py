@@ -78,7 +78,9 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
     """Build a directory in a temporary sibling and move it into place only if the block succeeds.
 
     With `overwrite`, an existing directory is replaced (the old one is removed only after the
-    new one is complete); without it, an existing `path` is left untouched and FileExistsError raised.
+    new one is in place, and put back if that rename fails); without it, an existing `path` is
+    left untouched and FileExistsError raised. The new directory gets the usual permissions
+    (the old one's, else 0777 less the umask), not mkdtemp's 0700.
     """
     target = Path(path)
     if target.exists() and not overwrite:
