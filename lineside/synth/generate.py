@@ -178,7 +178,8 @@ def generate_dataset(
             category, split, kind, _ = job
             counts[category][f"{split}/{kind}"] = counts[category].get(f"{split}/{kind}", 0) + 1
             if example is not None:
-                examples[category].append(example)
+                label = example[0] if examples[category] else f"{category}: {example[0]}"
+                examples[category].append((label, example[1], example[2]))
         bar.close()
         _write_png(staging / PREVIEW_NAME, contact_sheet([examples[c] for c in names]))
         meta = {"generator": f"lineside {__version__}", "seed": seed, "size": size, "counts": counts}
