@@ -110,6 +110,14 @@ def test_average_categories() -> None:
         average_categories({})
 
 
+def test_full_category_runs() -> None:
+    """100 float16 maps of 256x256 (6.5 M pixels): about a second here; a per-threshold loop would take minutes."""
+    scores, labels, maps, masks = synthetic_category(count=100, size=256, seed=7)
+    result = evaluate(scores, labels, maps.astype(np.float16), masks)
+    assert set(result) == set(METRIC_KEYS) | set(THRESHOLD_KEYS)
+    assert 0.5 < result["pixel_auroc"] < 1.0 and 0.5 < result["aupro"] < 1.0
+
+
 @pytest.mark.slow
 def test_full_category_size() -> None:
     """100 images of 256x256 (6.5 M pixels): runs and still agrees with scikit-learn."""
