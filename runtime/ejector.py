@@ -1,7 +1,8 @@
 """The actuation stage: fail-safe part bookkeeping, reject pulses timed to the ejector, heartbeat.
 
 Every part is registered when it is captured. Its reject pulse fires when it reaches the ejector
-(capture time + delay) unless a PASS arrived before its deadline: a part that is not positively
+(capture time + delay, or with an encoder, capture count + delay counts) unless a PASS arrived
+before its deadline (by default: when it reaches the ejector): a part that is not positively
 passed in time is rejected (with `fail_open`, only parts judged REJECT are). The outputs are driven
 by reconciling the wanted state with the actuator's last written state, so a write that fails (link
 down) is retried until it succeeds, and overlapping pulses merge into one.
@@ -16,8 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lineside.errors import LinesideError
 from lineside.runtime.actuators.base import Actuator, ActuatorError
 from lineside.runtime.decision import Verdict
+from lineside.runtime.encoder import EncoderTrack
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class EjectorConfig:
     timeout_s: float | None = None  # verdict deadline after capture (default: delay_s, or 1 s when delay_s is 0)
     fail_open: bool = False  # parts without a verdict pass instead of being rejected
     heartbeat_s: float = 0.5  # heartbeat half-period
+    delay_counts: float | None = None  # with an encoder: capture -> ejector distance in counts (replaces delay_s)
 
     def rejects(self, verdict: Verdict | None) -> bool:
         """Whether a part with this verdict (None: no verdict by its deadline) gets a reject pulse."""
@@ -61,8 +65,12 @@ class Ejector:
         on_timeout: Callable[[int], None],
         heartbeat: Actuator | None = None,
         healthy: Callable[[], bool] = lambda: True,
+        track: EncoderTrack | None = None,
     ) -> None:
+        if (track is None) != (config.delay_counts is None):
+            raise LinesideError("an encoder needs --delay-counts, and --delay-counts needs --encoder")
         self.actuator = actuator
+        self.track = track
         self.heartbeat = heartbeat
         self.config = config
         self.pulses = 0
@@ -72,15 +80,29 @@ class Ejector:
         self._parts: dict[int, _Part] = {}
         self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, part id)
         self._windows: list[tuple[float, float]] = []  # reject pulses (start, end), monotonic
+        self._due: list[float] = []  # encoder mode: heap of belt positions where a pulse must start
+        self._on_since: float | None = None  # when the reject output was last switched on (a pulse lasts pulse_s)
         self._wake = threading.Condition()
         self._closing = False
 
     def register(self, part_id: int, capture_mono: float) -> None:
         """A part was captured: from now on it is rejected unless it passes in time."""
+        if self.track is not None:
+            eject_at = self.track.at(capture_mono) + (self.config.delay_counts or 0.0)
+            deadline = eject_at  # a belt position: the part is decided when it reaches the ejector
+        else:
+            eject_at, deadline = capture_mono + self.config.delay_s, capture_mono + self.config.deadline_s
         with self._wake:
-            self._parts[part_id] = _Part(eject_at=capture_mono + self.config.delay_s)
-            heapq.heappush(self._deadlines, (capture_mono + self.config.deadline_s, part_id))
+            self._parts[part_id] = _Part(eject_at=eject_at)
+            heapq.heappush(self._deadlines, (deadline, part_id))
             self._wake.notify()
+
+    def eject_target(self, capture_mono: float, decided_mono: float) -> dict[str, float]:
+        """For the results log: when (time.time()) or at which encoder count a rejected part is ejected."""
+        if self.track is not None:
+            return {"eject_count": round(self.track.at(capture_mono) + (self.config.delay_counts or 0.0), 1)}
+        wall = time.time() - time.monotonic()
+        return {"eject_time": wall + max(capture_mono + self.config.delay_s, decided_mono)}
 
     def resolve(self, part_id: int, verdict: Verdict) -> bool:
         """Record a part's verdict; False when it came too late (the deadline already decided it)."""
@@ -94,21 +116,25 @@ class Ejector:
 
     def _act(self, eject_at: float, verdict: Verdict | None) -> None:
         """Schedule the reject pulse a verdict calls for (caller holds the lock)."""
-        if self.config.rejects(verdict):
-            start = max(eject_at, time.monotonic())
-            self._windows.append((start, start + self.config.pulse_s))
-            self.pulses += 1
+        if not self.config.rejects(verdict):
+            return
+        self.pulses += 1
+        if self.track is not None:
+            heapq.heappush(self._due, eject_at)
+            return
+        start = max(eject_at, time.monotonic())
+        self._windows.append((start, start + self.config.pulse_s))
 
     def pending(self) -> int:
         """Parts captured but not yet decided, plus pulses not yet finished."""
         with self._wake:
             now = time.monotonic()
-            return len(self._parts) + sum(end > now for _, end in self._windows)
+            return len(self._parts) + len(self._due) + sum(end > now for _, end in self._windows)
 
-    def _expire(self, now: float) -> list[int]:
-        """Parts whose deadline passed without a verdict; they get the fail-safe action (lock held)."""
+    def _expire(self, position: float) -> list[int]:
+        """Parts whose deadline (time, or belt position) passed without a verdict; they get the fail-safe action."""
         expired = []
-        while self._deadlines and self._deadlines[0][0] <= now:
+        while self._deadlines and self._deadlines[0][0] <= position:
             _, part_id = heapq.heappop(self._deadlines)
             part = self._parts.pop(part_id, None)
             if part is not None:
@@ -116,12 +142,20 @@ class Ejector:
                 expired.append(part_id)
         return expired
 
-    def _wanted(self, now: float) -> tuple[bool, bool, float]:
+    def _wanted(self, now: float, position: float) -> tuple[bool, bool, float]:
         """(reject on?, heartbeat on?, next time something changes) (lock held)."""
+        while self._due and self._due[0] <= position:  # encoder mode: a rejected part reached the ejector
+            heapq.heappop(self._due)
+            self._windows.append((now, now + self.config.pulse_s))
         self._windows = [w for w in self._windows if w[1] > now]
         reject_on = any(start <= now for start, _ in self._windows)
         edges = [t for window in self._windows for t in window if t > now]
-        if self._deadlines:
+        if self._on_since is not None and now < self._on_since + self.config.pulse_s:
+            reject_on = True  # a write that went out late still gets its full pulse width
+            edges.append(self._on_since + self.config.pulse_s)
+        if self.track is not None and (self._due or self._deadlines):
+            edges.append(now + self.track.poll_s)
+        elif self._deadlines:
             edges.append(self._deadlines[0][0])
         beat_on = False
         if self.heartbeat is not None and self._healthy() and not self._closing:
@@ -146,14 +180,19 @@ class Ejector:
     def run(self, stop: threading.Event, abort: threading.Event | None = None) -> None:
         """Actuation loop until `stop` is set and every registered part is decided and pulsed, or `abort`."""
         while abort is None or not abort.is_set():
+            position = self.track.sample() if self.track is not None else None  # I/O outside the lock
             with self._wake:
                 now = time.monotonic()
-                expired = self._expire(now)
-                reject_on, beat_on, next_edge = self._wanted(now)
-                idle = not self._parts and not self._windows
+                position = now if position is None else position
+                expired = self._expire(position)
+                reject_on, beat_on, next_edge = self._wanted(now, position)
+                idle = not self._parts and not self._windows and not self._due
             for part_id in expired:
                 self._on_timeout(part_id)
+            was_on = self.actuator.state is True
             ok = self._drive(self.actuator, reject_on) & self._drive(self.heartbeat, beat_on)
+            if self.actuator.state is True and not was_on:
+                self._on_since = time.monotonic()
             if stop.is_set() and idle and ok:
                 return
             with self._wake:

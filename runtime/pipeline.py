@@ -26,6 +26,7 @@ from lineside.runtime.actuators.base import Actuator
 from lineside.runtime.backends.base import BackendError, InferenceBackend
 from lineside.runtime.decision import Verdict, decide
 from lineside.runtime.ejector import Ejector, EjectorConfig
+from lineside.runtime.encoder import EncoderTrack
 from lineside.runtime.frames import Frame, frame_problem
 from lineside.runtime.results import RejectStore, ResultsLog
 from lineside.runtime.sources.capture import Capture
@@ -67,6 +68,7 @@ class Pipeline:
         paced: bool,
         queue_size: int = 4,
         rejects: RejectStore | None = None,
+        track: EncoderTrack | None = None,
     ) -> None:
         self.capture = capture
         self.backend = backend
@@ -74,7 +76,7 @@ class Pipeline:
         self.threshold = threshold
         self.paced = paced
         self.rejects = rejects
-        self.ejector = Ejector(actuator, ejector, self._on_timeout, heartbeat, self.healthy)
+        self.ejector = Ejector(actuator, ejector, self._on_timeout, heartbeat, self.healthy, track)
         self.counters = Counters()
         self.total_ms = Rolling()
         self.overhead_ms = Rolling()
@@ -241,9 +243,7 @@ class Pipeline:
         latency = {**latency, "total": total}
         if "infer" in latency:
             self.total_ms.add(total)
-        config = self.ejector.config
-        ejected = config.rejects(verdict)
-        eject_wall = frame.capture_time + max(config.delay_s, (now - frame.capture_mono)) if ejected else None
+        eject = self.ejector.eject_target(frame.capture_mono, now) if self.ejector.config.rejects(verdict) else {}
         self.results.write(
             {
                 "type": "part",
@@ -254,7 +254,7 @@ class Pipeline:
                 "score": score,
                 "threshold": self.threshold,
                 "reason": reason,
-                "eject_time": eject_wall,
+                **eject,
                 "latency_ms": {key: round(value, 3) for key, value in latency.items()},
             }
         )

@@ -19,6 +19,7 @@ from lineside.runtime.actuators.base import Actuator, open_actuator
 from lineside.runtime.backends.base import open_backend
 from lineside.runtime.decision import resolve_threshold
 from lineside.runtime.ejector import EjectorConfig
+from lineside.runtime.encoder import EncoderTrack, ModbusCounter
 from lineside.runtime.pipeline import Counters, Pipeline
 from lineside.runtime.results import RejectStore, ResultsLog
 from lineside.runtime.sources.base import source_factory
@@ -45,6 +46,7 @@ class RunOptions:
     capture: CaptureConfig = CaptureConfig()
     ejector: EjectorConfig = EjectorConfig()
     heartbeat: str | None = None
+    encoder: str | None = None  # modbus+tcp://...?register=N: belt counter for --delay-counts
     queue_size: int = 4
     warmup: int = 3
     save_rejects: Path | None = None
@@ -67,6 +69,12 @@ def check_options(options: RunOptions) -> None:
         raise LinesideError("--rate must be > 0 frames per second")
     if capture.max_parts is not None and capture.max_parts <= 0:
         raise LinesideError("--max-parts must be > 0")
+    if (options.encoder is None) != (eject.delay_counts is None):
+        raise LinesideError("--encoder and --delay-counts go together: give both or neither")
+    if options.encoder is not None and (eject.delay_s or eject.timeout_s is not None):
+        raise LinesideError("with --encoder the ejector distance is --delay-counts: drop --delay-ms / --timeout-ms")
+    if eject.delay_counts is not None and eject.delay_counts <= 0:
+        raise LinesideError("--delay-counts must be > 0")
     if options.queue_size < 1:
         raise LinesideError("--queue must be >= 1")
 
@@ -113,17 +121,20 @@ def run_line(options: RunOptions) -> dict[str, Any]:
     rejects = RejectStore(options.save_rejects, options.save_cap_bytes) if options.save_rejects else None
     providers = list(options.providers) if options.providers else None
     outputs: list[Actuator] = []
+    counter = ModbusCounter(options.encoder) if options.encoder else None
     try:
         backend = open_backend(bundle, options.backend, options.engine, providers, options.threads)
         with backend:
             warm_ms = backend.warmup(options.warmup)
             log.info("backend %s ready (warm-up inference %.1f ms), threshold %.4g", backend.name, warm_ms, threshold)
             outputs = [a for a in (_connect(options.actuator), _connect(options.heartbeat)) if a is not None]
+            if counter is not None:
+                counter.connect()
             source = capture.open()
             pipeline = Pipeline(
                 capture, backend, results, threshold, options.ejector, outputs[0],
                 heartbeat=outputs[1] if len(outputs) > 1 else None, paced=source.live or options.capture.rate is not None,
-                queue_size=options.queue_size, rejects=rejects,
+                queue_size=options.queue_size, rejects=rejects, track=EncoderTrack(counter) if counter else None,
             )  # fmt: skip
             status = StatusLine(pipeline.status) if options.status else None
             with _signals(pipeline):
@@ -137,6 +148,8 @@ def run_line(options: RunOptions) -> dict[str, Any]:
             return summarize(pipeline, warm_ms, counters)
     finally:
         capture.stop.set()
+        if counter is not None:
+            counter.close()
         for output in outputs:
             output.close()
         if rejects is not None:

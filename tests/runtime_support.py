@@ -207,7 +207,9 @@ class ModbusServer:
         from pymodbus.server import ModbusTcpServer
 
         async def serve() -> None:
-            device = ModbusDeviceContext(co=ModbusSequentialDataBlock(1, [False] * 16))
+            device = ModbusDeviceContext(
+                co=ModbusSequentialDataBlock(1, [False] * 16), hr=ModbusSequentialDataBlock(1, [0] * 16)
+            )
             self._server = ModbusTcpServer(
                 ModbusServerContext(devices={1: device}), address=("127.0.0.1", self.port), trace_pdu=self._trace
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from runtime_support import ModbusServer, SerialListener, SocatPair, make_bundle, write_video
 
@@ -15,7 +16,7 @@ from lineside.runtime.sources.capture import CaptureConfig
 
 DEFECTS = [i in (2, 3, 9, 17, 18, 19, 26) for i in range(30)]  # includes back-to-back defects
 RATE, DELAY_S, PULSE_S = 5.0, 0.3, 0.05
-LATE_S = 0.08  # pulses are never early; on a loaded 2-core CI box they may be this late (parts are 200 ms apart)
+LATE_S = 0.12  # pulses are never early; on a loaded 2-core CI box they may be this late (parts are 200 ms apart)
 
 
 def _line(tmp_path: Path, actuator: str) -> tuple[dict, list[dict]]:
@@ -45,7 +46,9 @@ def _assert_rejections(records: list[dict], on_times: list[float], off_times: li
         ejected.append(part)
     assert ejected == [i for i, d in enumerate(DEFECTS) if d]
     widths = [min(off for off in off_times if off > on) - on for on in on_times]  # each pulse ends with an off
-    assert all(PULSE_S - 0.01 <= w <= PULSE_S + LATE_S for w in widths), widths
+    # widths as the reading side sees them: its own wake-up jitter on a loaded CI box blurs them by tens of ms
+    assert all(PULSE_S / 2 <= w <= PULSE_S + LATE_S for w in widths), widths
+    assert abs(float(np.median(widths)) - PULSE_S) <= 0.015, widths
 
 
 @pytest.mark.slow

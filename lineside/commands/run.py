@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="reject threshold (default: the bundle's calibrated one)")
     parser.add_argument("--class", dest="class_name", help="class whose calibrated threshold to use")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="capture -> ejector travel time (default 0)")
+    parser.add_argument("--encoder", metavar="URL", help="belt counter: modbus+tcp://PLC:502?register=N[&bits=32]")
+    parser.add_argument("--delay-counts", type=float, help="capture -> ejector distance in encoder counts")
     parser.add_argument("--pulse-ms", type=float, default=50.0, help="reject pulse width (default 50)")
     parser.add_argument("--timeout-ms", type=float, help="verdict deadline after capture (default --delay-ms or 1000)")
     parser.add_argument("--fail-open", action="store_true", help="let parts without a verdict PASS (unsafe)")
@@ -93,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout_ms / 1000 if args.timeout_ms is not None else None,
             fail_open=args.fail_open,
             heartbeat_s=args.heartbeat_ms / 1000,
+            delay_counts=args.delay_counts,
         ),
+        encoder=args.encoder,
         heartbeat=args.heartbeat,
         queue_size=args.queue,
         save_rejects=args.save_rejects,
