@@ -98,7 +98,11 @@ def register_model(cls: type[AnomalyModel]) -> type[AnomalyModel]:
 def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
     """Rebuild a frozen config dataclass from `dataclasses.asdict` output (lists back to tuples)."""
     known = {f.name for f in fields(config_cls)}
-    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known})
+    return config_cls(**{k: _tuples(v) for k, v in values.items() if k in known})
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def build_model(
