@@ -23,5 +23,5 @@ class Preprocess(nn.Module):
         self.register_buffer("shift", -mean_t / std_t, persistent=False)  # (1, 3, 1, 1)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:  # (B, H, W, 3) uint8 -> (B, 3, H, W) float32
-        rgb = frames.flip(-1).permute(0, 3, 1, 2).float()  # (B, 3, H, W), BGR -> RGB
+        rgb = frames.float().permute(0, 3, 1, 2).flip(1)  # (B, 3, H, W) BGR -> RGB; cast first (no uint8 ops in TRT)
         return rgb * self.scale + self.shift
