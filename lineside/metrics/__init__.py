@@ -12,8 +12,10 @@ Scores are "higher = more anomalous"; labels and masks are 1 (defect) / 0 (good)
 | pixel_f1_max | Best pixel-level F1 over thresholds; `pixel_f1_threshold` is the map threshold. |
 | aupro | Area under the per-region-overlap curve up to FPR 0.3, divided by 0.3: every connected defect region counts equally, so small defects matter as much as large ones. |
 
-Ties are exact (equal scores form one threshold step; constant scores give AUROC 0.5). Bad input
-(one class only, NaN scores, shape mismatch) raises LinesideError.
+`plot_curves(path, scores, labels, maps, masks)` draws the ROC, precision-recall and PRO curves
+behind these numbers into a PNG. Ties are exact (equal scores form one threshold step; constant
+scores give AUROC 0.5). Bad input (one class only, NaN scores, shape mismatch) raises
+LinesideError.
 
 Example:
     >>> from lineside.metrics import evaluate
@@ -30,7 +32,9 @@ from lineside.metrics.evaluate import (
     evaluate,
     image_metrics,
     pixel_metrics,
+    rank_pixels,
 )
+from lineside.metrics.plots import plot_curves
 from lineside.metrics.pro import FPR_LIMIT, aupro, pro_curve
 from lineside.metrics.ranking import auroc, average_precision, f1_max
 
@@ -48,5 +52,7 @@ __all__ = [
     "f1_max",
     "image_metrics",
     "pixel_metrics",
+    "plot_curves",
     "pro_curve",
+    "rank_pixels",
 ]

@@ -32,12 +32,17 @@ def image_metrics(scores: object, labels: object) -> dict[str, float]:
     }
 
 
-def pixel_metrics(maps: object, masks: object, fpr_limit: float = FPR_LIMIT) -> dict[str, float]:
-    """pixel_auroc, pixel_ap, pixel_f1_max, pixel_f1_threshold and aupro; pixels are sorted once for all."""
+def rank_pixels(maps: object, masks: object) -> tuple[Ranking, Counts, np.ndarray]:
+    """Validate maps and masks, rank all pixels once and count them: (ranking, counts, (N, H, W) bool masks)."""
     map_array, mask_array = validate_pixels(maps, masks)
     require_both_classes(mask_array, "pixels")
     ranking = Ranking.of(map_array)
-    counts = Counts.of(ranking, mask_array)
+    return ranking, Counts.of(ranking, mask_array), mask_array
+
+
+def pixel_metrics(maps: object, masks: object, fpr_limit: float = FPR_LIMIT) -> dict[str, float]:
+    """pixel_auroc, pixel_ap, pixel_f1_max, pixel_f1_threshold and aupro; pixels are sorted once for all."""
+    ranking, counts, mask_array = rank_pixels(maps, masks)
     f1, threshold = f1_max_from(counts)
     fpr, pro = pro_curve_from(ranking, counts, mask_array)
     return {
