@@ -29,9 +29,13 @@ def fractal_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int, 
 def streak_noise(rng: np.random.Generator, shape: tuple[int, int], length: int, angle_deg: float) -> np.ndarray:
     """Noise made of thin streaks about `length` px long along `angle_deg` (brushed metal, wood pores); unit std.
 
-    Rows of coarse random samples are stretched along x (cheap), then rotated by the small angle.
+    Rows of coarse random samples are stretched along x (cheap), then rotated by the small angle;
+    near-vertical streaks are drawn transposed.
     """
     height, width = shape
+    if abs(angle_deg) > 45:
+        turn = 90.0 if angle_deg > 0 else -90.0
+        return np.ascontiguousarray(streak_noise(rng, (width, height), length, angle_deg - turn).T)
     margin = int(np.ceil(abs(np.sin(np.deg2rad(angle_deg))) * max(shape))) + 2
     big_h, big_w = height + 2 * margin, width + 2 * margin
     step = max(1.0, length / 3)
