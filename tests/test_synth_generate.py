@@ -176,3 +176,13 @@ def test_parts_video_round_trip(tmp_path):
     with pytest.raises(LinesideError, match="all video frames must be 64x64"):
         write_parts_video(tmp_path / "y.avi", [frames[0], np.zeros((32, 32, 3), np.uint8)])
     assert not (tmp_path / "y.avi").exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_docs_category_table_matches_the_generator():
+    import re
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text(encoding="utf-8")
+    docs = docs.split("### Categories", 1)[1].split("###", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| [^|]+ \| ([^|]+) \|$", docs, flags=re.M)
+    table = {name: tuple(t.strip() for t in types.split(",")) for name, types in rows}
+    assert table == {name: cat.defect_types for name, cat in CATEGORIES.items()}
