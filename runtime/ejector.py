@@ -85,17 +85,29 @@ class Ejector:
         self._wake = threading.Condition()
         self._closing = False
 
-    def register(self, part_id: int, capture_mono: float) -> None:
-        """A part was captured: from now on it is rejected unless it passes in time."""
+    def register(self, part_id: int, capture_mono: float, verdict: Verdict | None = None) -> bool:
+        """A part was captured: from now on it is rejected unless it passes in time.
+
+        With `verdict` the part is decided at once (a bad frame, or a part missed while the camera was
+        down). Returns False when such a part already passed the ejector: no pulse is fired then, since
+        it would hit a later part.
+        """
         if self.track is not None:
             eject_at = self.track.at(capture_mono) + (self.config.delay_counts or 0.0)
-            deadline = eject_at  # a belt position: the part is decided when it reaches the ejector
+            deadline, passed = eject_at, eject_at < self.track.at(time.monotonic())
         else:
             eject_at, deadline = capture_mono + self.config.delay_s, capture_mono + self.config.deadline_s
+            passed = eject_at + self.config.pulse_s < time.monotonic()
         with self._wake:
+            if verdict is not None:
+                if not passed:
+                    self._act(eject_at, verdict)
+                    self._wake.notify()
+                return not passed
             self._parts[part_id] = _Part(eject_at=eject_at)
             heapq.heappush(self._deadlines, (deadline, part_id))
             self._wake.notify()
+            return True
 
     def eject_target(self, capture_mono: float, decided_mono: float) -> dict[str, float]:
         """For the results log: when (time.time()) or at which encoder count a rejected part is ejected."""

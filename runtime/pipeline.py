@@ -107,13 +107,17 @@ class Pipeline:
     # ---- capture side ------------------------------------------------------------------------------------
     def _emit(self, frame: Frame) -> None:
         """Called by the capture thread for every part."""
+        problem = frame.error or frame_problem(frame.image)
+        if problem is not None:
+            in_time = self.ejector.register(frame.part_id, frame.capture_mono, Verdict.ERROR)
+            late = "" if in_time else "; it had passed the ejector, NOT rejected"
+            self._record(frame, Verdict.ERROR, f"bad frame: {problem}{late}", None, {}, ejected=in_time)
+            if self.rejects is not None and frame.image is not None:
+                self.rejects.submit(frame.part_id, frame.image, None, self.threshold)
+            return
         with self._lock:
             self._captured[frame.part_id] = frame
         self.ejector.register(frame.part_id, frame.capture_mono)
-        problem = frame.error or frame_problem(frame.image)
-        if problem is not None:
-            self._finish(frame, Verdict.ERROR, reason=f"bad frame: {problem}")
-            return
         frame.handoff_mono = time.monotonic()
         if not self.paced:
             while not self.abort.is_set():
@@ -233,7 +237,13 @@ class Pipeline:
         self._record(frame, Verdict.ERROR, f"timeout: no verdict within {deadline_ms:.0f} ms", None, {})
 
     def _record(
-        self, frame: Frame, verdict: Verdict, reason: str | None, score: float | None, latency: dict[str, float]
+        self,
+        frame: Frame,
+        verdict: Verdict,
+        reason: str | None,
+        score: float | None,
+        latency: dict[str, float],
+        ejected: bool = True,
     ) -> None:
         now = time.monotonic()
         with self._lock:
@@ -243,7 +253,8 @@ class Pipeline:
         latency = {**latency, "total": total}
         if "infer" in latency:
             self.total_ms.add(total)
-        eject = self.ejector.eject_target(frame.capture_mono, now) if self.ejector.config.rejects(verdict) else {}
+        rejected = ejected and self.ejector.config.rejects(verdict)
+        eject = self.ejector.eject_target(frame.capture_mono, now) if rejected else {}
         self.results.write(
             {
                 "type": "part",

@@ -107,9 +107,15 @@ def test_stalled_camera_is_reopened_and_missed_parts_are_counted(tmp_path: Path)
     first, second = camera.sent[0], camera.sent[1]
     truly_missed = second[0] - first[-1] - 1  # parts the camera produced while we had no stream
     assert abs(summary["missed"] - truly_missed) <= 3, (summary["missed"], truly_missed)
-    missed = [p for p, r in parts.items() if r["reason"] == "bad frame: missed: source was down"]
+    missed = [p for p, r in parts.items() if (r["reason"] or "").startswith("bad frame: missed: source was down")]
     assert len(missed) == summary["missed"] and missed == list(range(12, 12 + len(missed)))
     assert all(parts[p]["verdict"] == "ERROR" for p in missed)
+    # parts that passed the ejector during the outage (delay 0.5 s) must NOT fire a pulse now (wrong part)
+    too_late = [p for p in missed if "NOT rejected" in parts[p]["reason"]]
+    assert too_late and too_late == missed[: len(too_late)]
+    assert all("eject_time" not in parts[p] for p in too_late)
+    assert all("eject_time" in parts[p] for p in missed[len(too_late) :])
+    assert summary["pulses"] == len(missed) - len(too_late)
 
 
 @pytest.mark.slow

@@ -42,6 +42,7 @@ class ModbusActuator(Actuator):
             from pymodbus.client import ModbusSerialClient, ModbusTcpClient
         except ImportError as exc:
             raise missing_extra("pymodbus", "plc") from exc
+        client: ModbusTcpClient | ModbusSerialClient
         if self.transport == "tcp":
             client = ModbusTcpClient(self.host, port=self.port, timeout=self.timeout, retries=0)
         else:
