@@ -186,3 +186,12 @@ def test_docs_category_table_matches_the_generator():
     rows = re.findall(r"^\| `(\w+)` \| [^|]+ \| ([^|]+) \|$", docs, flags=re.M)
     table = {name: tuple(t.strip() for t in types.split(",")) for name, types in rows}
     assert table == {name: cat.defect_types for name, cat in CATEGORIES.items()}
+
+
+def test_cli_help_lists_every_category():
+    from lineside.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices["synth"]  # type: ignore[union-attr]
+    help_text = " ".join(sub.format_help().split())
+    for name in CATEGORIES:
+        assert name in help_text

@@ -22,11 +22,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the first N categories, or comma-separated names (mesh, brushed_metal, wood, washer, screw, "
         "capsule); default: all",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
-    parser.add_argument("--train", type=int, default=60, metavar="N", help="good training images per category")
-    parser.add_argument("--test-good", type=int, default=20, metavar="N", help="good test images per category")
-    parser.add_argument("--test-defect", type=int, default=20, metavar="N", help="defect test images per category")
-    parser.add_argument("--size", type=int, default=256, metavar="PX", help="image side in pixels")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed; the same seed gives identical files (default 0)"
+    )
+    parser.add_argument(
+        "--train", type=int, default=60, metavar="N", help="good training images per category (default 60)"
+    )
+    parser.add_argument(
+        "--test-good", type=int, default=20, metavar="N", help="good test images per category (default 20)"
+    )
+    parser.add_argument(
+        "--test-defect",
+        type=int,
+        default=20,
+        metavar="N",
+        help="defect test images per category, cycling through its defect types (default 20)",
+    )
+    parser.add_argument("--size", type=int, default=256, metavar="PX", help="image side in pixels (default 256)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     parser.add_argument(
         "--workers", type=int, default=None, metavar="N", help="worker processes (default: CPU count, at most 4)"
