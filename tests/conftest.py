@@ -105,3 +105,47 @@ def synth_factory(tmp_path_factory):
 def synth_data(synth_factory):
     """A small synthetic data set: washer + mesh, 8 train / 4 good / 4 defect test images each, 128 px."""
     return synth_factory()
+
+
+# --- tiny trained runs (export and bench tests) --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def export_data(synth_factory):
+    """Synthetic data for export tests: washer + mesh, 8 train / 16 good / 16 defect test images each, 128 px.
+
+    16 + 16 test images per category make one swapped good/defect pair cost 0.2 I-AUROC points (mean of
+    two categories), fine enough to check the 0.5-point INT8 and 0.1-point FP16 limits.
+    """
+    return synth_factory(n_train=8, n_test_good=16, n_test_defect=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_factory(tmp_path_factory, export_data):
+    """Train (once per model name) a real tiny-preset model for 2 epochs on `export_data`; returns RUN/model.pt."""
+    made = {}
+
+    def make(name: str):
+        if name not in made:
+            import numpy as np
+            import torch
+
+            from lineside.data import open_dataset
+            from lineside.preprocess import resize_for_model
+            from lineside.train.features import TrainData
+            from lineside.train.loop import LoopOptions, fit
+            from lineside.train.models.base import build_model
+
+            torch.set_num_threads(2)
+            dataset = open_dataset(export_data)
+            train = [s for s in dataset.samples if s.split == "train"]
+            model = build_model(name, "tiny", dataset.categories)
+            images = np.stack([resize_for_model(s.load_image(), model.input_size) for s in train])
+            class_ids = np.array([dataset.categories.index(s.category) for s in train])
+            out = tmp_path_factory.mktemp(f"run_{name}")
+            data = TrainData(images, class_ids, dataset.categories)
+            fit(model, data, LoopOptions(out_dir=out, epochs=2, progress=False))
+            made[name] = out / "model.pt"
+        return made[name]
+
+    return make

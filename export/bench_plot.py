@@ -1,0 +1,53 @@
+"""Pictures of a bench run: latency histograms + CDF per variant, accuracy vs latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def plot_latency(doc: dict[str, Any], path: Path) -> Path:
+    """Histogram and CDF of per-image latency for every variant, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 4))
+    for row in doc["variants"]:
+        values = np.sort(np.asarray(row["latencies_ms"]))
+        hist.hist(values, bins=40, alpha=0.5, label=row["name"])
+        cdf.plot(values, np.arange(1, values.size + 1) / values.size, label=row["name"])
+    hist.set(xlabel="latency per image (ms)", ylabel="runs", title="latency histogram (batch 1)")
+    cdf.set(xlabel="latency per image (ms)", ylabel="fraction of runs", title="latency CDF")
+    cdf.grid(alpha=0.3)
+    hist.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_latency(doc: dict[str, Any], path: Path) -> Path | None:
+    """I-AUROC against median latency per variant; None when no variant has accuracy."""
+    rows = [r for r in doc["variants"] if r["accuracy"]]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(6, 4))
+    for row in rows:
+        x, y = row["latency"]["p50_ms"], row["accuracy"]["image_auroc"]
+        axis.scatter([x], [y])
+        axis.annotate(row["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    axis.set(xlabel="p50 latency per image (ms)", ylabel="image AUROC", title="accuracy vs latency")
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

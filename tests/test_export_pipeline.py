@@ -1,0 +1,109 @@
+"""`lineside export` end to end on real tiny CRR and RLR models trained on synthetic data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lineside.bundle import load_bundle
+from lineside.cli import main
+
+pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.slow
+
+MODELS = ("crr", "rlr")
+
+
+@pytest.fixture(scope="module")
+def bundles(tiny_run_factory, export_data, tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """Every model x precision exported once through the CLI."""
+    made = {}
+    for name in MODELS:
+        checkpoint = tiny_run_factory(name)
+        for precision in ("fp32", "fp16", "int8"):
+            out = tmp_path_factory.mktemp("bundles") / f"{name}_{precision}"
+            argv = ["export", str(checkpoint), "--precision", precision, "--data", str(export_data), "--out", str(out)]
+            assert main(argv) == 0
+            made[(name, precision)] = out
+    return made
+
+
+def _report(path: Path) -> dict:
+    return json.loads((path / "report.json").read_text())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fp32_onnx_matches_torch(bundles, name: str) -> None:
+    report = _report(bundles[(name, "fp32")])
+    parity = report["parity"]
+    assert parity["real_images"] and parity["images"] == 64
+    assert parity["map_max_abs_err_rel"] < 1e-3
+    assert parity["score_max_abs_err"] < 1e-3 * max(parity["map_range"], 1e-6)
+    assert parity["auroc_diff"] == 0.0
+    assert report["inference_check"]["modules_in_train_mode"] == []
+    assert report["inference_check"]["repeat_max_abs_diff"] == 0.0
+    assert report["simplify"]["nodes_after"] < report["simplify"]["nodes_before"]
+    assert report["accuracy"]["fp32"]["mean"]["image_auroc"] > 0.6  # a trained model, not chance
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fp16_bundle_is_half_in_the_body_and_within_0_1_point(bundles, name: str) -> None:
+    bundle = load_bundle(bundles[(name, "fp16")])
+    assert bundle.manifest.precision == "fp16" and bundle.manifest.cpu_model_file is None
+    report = _report(bundle.path)
+    assert report["fp16"]["image_auroc_drop_points"] <= 0.1
+    counts = report["nodes"]["model.onnx"]["compute_ops_by_precision"]
+    assert counts["float16"] > counts.get("float32", 0)
+    fp32_size = _report(bundles[(name, "fp32")])["file_sizes"]["model.onnx"]
+    assert report["file_sizes"]["model.onnx"] < 0.6 * fp32_size
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_int8_bundle_has_both_flavours_within_max_drop(bundles, name: str) -> None:
+    bundle = load_bundle(bundles[(name, "int8")])
+    manifest = bundle.manifest
+    assert manifest.precision == "int8" and manifest.cpu_model_file == "model_cpu.onnx"
+    assert manifest.inputs[0].dtype == "uint8" and manifest.inputs[0].shape == (1, 128, 128, 3)
+    report = _report(bundle.path)
+    int8 = report["int8"]
+    assert int8["drop_points_s8s8"] <= 0.5 and int8["drop_points_u8s8"] <= 0.5
+    assert int8["calibration"]["per_category"] == {"mesh": 8, "washer": 8}
+    for file in ("model.onnx", "model_cpu.onnx"):
+        nodes = report["nodes"][file]
+        assert nodes["quantize_linear"] > 0 and nodes["compute_ops_by_precision"]["int8"] > 0
+    assert report["nodes"]["model.onnx"]["node_outputs_by_dtype"].get("int8", 0) > 0
+    assert report["nodes"]["model_cpu.onnx"]["node_outputs_by_dtype"].get("uint8", 0) > 0
+    assert int8["attempts"][-1]["unquantized"] == len(int8["fallback_unquantized"])
+
+
+def test_export_refuses_to_overwrite_and_bad_input(bundles, tiny_run_factory, tmp_path, capsys) -> None:
+    existing = bundles[("crr", "fp32")]
+    before = (existing / "manifest.json").read_bytes()
+    checkpoint = str(tiny_run_factory("crr"))
+    assert main(["export", checkpoint, "--out", str(existing)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (existing / "manifest.json").read_bytes() == before
+    assert main(["export", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "b")]) == 2
+    assert main(["export", checkpoint, "--precision", "int8", "--out", str(tmp_path / "b")]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["export", checkpoint, "--calib-size", "0", "--out", str(tmp_path / "b")]) == 2
+    assert not (tmp_path / "b").exists()
+
+
+def test_dynamic_batch_export_runs_batches(tiny_run_factory, tmp_path) -> None:
+    import numpy as np
+
+    from lineside.export.ort_run import cpu_session
+
+    out = tmp_path / "dyn"
+    assert main(["export", str(tiny_run_factory("rlr")), "--dynamic-batch", "--out", str(out)]) == 0
+    bundle = load_bundle(out)
+    assert bundle.manifest.dynamic_batch and bundle.manifest.inputs[0].shape[0] == "batch"
+    session = cpu_session(bundle.model_path)
+    images = np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+    maps, scores = session.run(None, {"image": images})
+    assert maps.shape == (3, 1, 128, 128) and scores.shape == (3,)
+    single = session.run(None, {"image": images[1:2]})[1]
+    assert abs(float(single[0]) - float(scores[1])) < 1e-5
