@@ -28,6 +28,7 @@ from lineside.engine_file import (
 from lineside.errors import LinesideError
 from lineside.export.engine_report import LayerReport, inspector_layers, network_report
 from lineside.export.engine_trt import (
+    NO_GPU_FOR_TENSORRT,
     BuildLogger,
     build_progress,
     configure_target,
@@ -85,13 +86,18 @@ def build_engine(bundle: Bundle, options: BuildOptions) -> BuiltEngine:
     validate_options(options)
     library = options.library or ("tensorrt-rtx" if options.target else None)
     trt, name, version = import_tensorrt(library)
+    gpu = current_gpu()
+    if name == "tensorrt" and gpu is None:  # TensorRT's builder needs the GPU it builds for
+        raise LinesideError(NO_GPU_FOR_TENSORRT)
     logger = BuildLogger(trt)
     builder = trt.Builder(logger.native)
+    if builder is None:
+        raise LinesideError(f"{name} could not create a builder: {logger.summary()}")
     network, strongly_typed = _create_network(trt, builder)
     parser = parse_onnx(trt, network, logger, bundle.model_path)  # owns the weights until the build ends
     config = builder.create_builder_config()
     warnings: list[str] = []
-    gpu_name, capabilities = configure_target(trt, name, config, options.target, current_gpu())
+    gpu_name, capabilities = configure_target(trt, name, config, options.target, gpu)
     build_flags = _configure(trt, builder, config, network, options, bundle.manifest.precision, strongly_typed)
     if options.dla_core is not None:
         _configure_dla(trt, name, builder, config, options.dla_core, bundle.manifest.precision)

@@ -10,6 +10,10 @@ from typing import Any
 from lineside.cuda_device import GpuInfo
 from lineside.errors import LinesideError
 
+NO_GPU_FOR_TENSORRT = (
+    "TensorRT builds on the GPU it targets and no GPU was found: build on the target (Jetson), "
+    "or install TensorRT-RTX (pip install 'lineside[tensorrt-rtx]') and pass --target"
+)
 _NUMPY_DTYPES = {
     "FLOAT": "float32",
     "HALF": "float16",
@@ -106,10 +110,7 @@ def configure_target(
     """Set the build target; returns (GPU name or None, compute capabilities the engine runs on)."""
     if library == "tensorrt":
         if gpu is None:
-            raise LinesideError(
-                "TensorRT builds on the GPU it targets and no GPU was found: build on the target (Jetson), "
-                "or install TensorRT-RTX (pip install 'lineside[tensorrt-rtx]') and pass --target"
-            )
+            raise LinesideError(NO_GPU_FOR_TENSORRT)
         return gpu.name, (gpu.compute_capability,)
     if target is None:
         if gpu is None:
