@@ -245,6 +245,11 @@ def import_tensorrt(library: str | None = None) -> tuple[Any, str, str]:
         except ImportError:
             continue
         return trt, name, str(trt.__version__)
+    if library == "tensorrt-rtx":
+        raise LinesideError(
+            "TensorRT-RTX is not installed: pip install 'lineside[tensorrt-rtx]' "
+            "(tensorrt-rtx-cu13-libs tensorrt-rtx-cu13-bindings)"
+        )
     if library == "tensorrt":
         raise LinesideError(
             "TensorRT is not installed: on a Jetson it comes with JetPack; else pip install 'lineside[tensorrt]'"

@@ -222,12 +222,27 @@ def test_without_either_library_says_what_to_install(bundles: dict[str, Bundle])
         "from lineside.cli import main; raise SystemExit(main(sys.argv[1:]))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, "build", str(bundles["fp32"].path), "--target", "sm86"],
+        [sys.executable, "-c", code, "build", str(bundles["fp32"].path)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 2
+    assert "neither TensorRT nor TensorRT-RTX is installed" in result.stderr
     assert "pip install 'lineside[tensorrt-rtx]'" in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("library", "message"),
+    [("tensorrt", "TensorRT is not installed"), ("tensorrt-rtx", "TensorRT-RTX is not installed")],
+)
+def test_forced_missing_library_names_it(bundles: dict[str, Bundle], library: str, message: str) -> None:
+    code = (
+        "import sys; sys.modules['tensorrt'] = None; sys.modules['tensorrt_rtx_bindings'] = None\n"
+        "from lineside.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    argv = [sys.executable, "-c", code, "build", str(bundles["fp32"].path), "--library", library]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_int8_graph_really_is_quantized(bundles: dict[str, Bundle]) -> None:
