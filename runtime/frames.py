@@ -22,6 +22,7 @@ class Frame:
     image: np.ndarray | None  # (H, W, 3) uint8 BGR, ROI-cropped
     error: str | None = None
     handoff_mono: float = 0.0  # when the capture stage queued it for inference
+    capture_cpu_ms: float = 0.0  # CPU time the capture stage spent on it (checks, registration, hand-off)
 
     @classmethod
     def now(cls, part_id: int, image: np.ndarray | None, error: str | None = None) -> Frame:

@@ -79,7 +79,8 @@ class Pipeline:
         self.ejector = Ejector(actuator, ejector, self._on_timeout, heartbeat, self.healthy, track)
         self.counters = Counters()
         self.total_ms = Rolling()
-        self.overhead_ms = Rolling()
+        self.overhead_ms = Rolling()  # wall time of everything but inference and queue waiting
+        self.overhead_cpu_ms = Rolling()  # CPU time of the same: the runtime's own cost, whatever the load
         self.stop = capture.stop  # graceful: stop capturing, decide what is in flight
         self.abort = threading.Event()  # second signal: stop now
         self._frames: queue.Queue[Frame] = queue.Queue(maxsize=queue_size)
@@ -107,6 +108,7 @@ class Pipeline:
     # ---- capture side ------------------------------------------------------------------------------------
     def _emit(self, frame: Frame) -> None:
         """Called by the capture thread for every part."""
+        cpu_start = time.thread_time()
         problem = frame.error or frame_problem(frame.image)
         if problem is not None:
             in_time = self.ejector.register(frame.part_id, frame.capture_mono, Verdict.ERROR)
@@ -119,6 +121,7 @@ class Pipeline:
             self._captured[frame.part_id] = frame
         self.ejector.register(frame.part_id, frame.capture_mono)
         frame.handoff_mono = time.monotonic()
+        frame.capture_cpu_ms = (time.thread_time() - cpu_start) * 1000
         if not self.paced:
             while not self.abort.is_set():
                 try:
@@ -171,9 +174,9 @@ class Pipeline:
                     self._finish(frame, Verdict.ERROR, reason=f"internal error: {type(exc).__name__}: {exc}")
 
     def _inspect(self, frame: Frame) -> None:
-        start = time.monotonic()
+        start, cpu_start = time.monotonic(), time.thread_time()
         image = resize_for_model(frame.image, self.backend.input_size)  # (H, W, 3) uint8
-        ready = time.monotonic()
+        ready, cpu_ready = time.monotonic(), time.thread_time()
         try:
             result = self.backend.infer(image[None])  # (1, H, W, 3) -> map (1, 1, H, W), score (1,)
         except (BackendError, ValueError) as exc:
@@ -181,7 +184,7 @@ class Pipeline:
             self.counters.backend_errors += 1
             self._finish(frame, Verdict.ERROR, reason=str(exc), image=image)
             return
-        inferred = time.monotonic()
+        inferred, cpu_inferred = time.monotonic(), time.thread_time()
         self._consecutive_errors = 0
         score = float(result.score[0])
         verdict = decide(score, self.threshold)
@@ -192,8 +195,9 @@ class Pipeline:
             "infer": (inferred - ready) * 1000,
         }
         self._finish(frame, verdict, score=score, latency=latency, image=image, anomaly_map=result.anomaly_map[0, 0])
-        post = (time.monotonic() - inferred) * 1000
+        post, cpu_post = (time.monotonic() - inferred) * 1000, (time.thread_time() - cpu_inferred) * 1000
         self.overhead_ms.add(latency["capture"] + latency["preprocess"] + post)
+        self.overhead_cpu_ms.add(frame.capture_cpu_ms + (cpu_ready - cpu_start) * 1000 + cpu_post)
 
     # ---- decisions ---------------------------------------------------------------------------------------
     def _finish(

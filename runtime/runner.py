@@ -127,6 +127,14 @@ def run_line(options: RunOptions) -> dict[str, Any]:
         with backend:
             warm_ms = backend.warmup(options.warmup)
             log.info("backend %s ready (warm-up inference %.1f ms), threshold %.4g", backend.name, warm_ms, threshold)
+            deadline_ms = options.ejector.deadline_s * 1000
+            if options.encoder is None and warm_ms > 0.8 * deadline_ms:
+                log.warning(
+                    "inference takes %.0f ms but parts must be decided within %.0f ms: most parts will time out "
+                    "and be rejected; raise --delay-ms/--timeout-ms or use a faster backend",
+                    warm_ms,
+                    deadline_ms,
+                )
             outputs = [a for a in (_connect(options.actuator), _connect(options.heartbeat)) if a is not None]
             if counter is not None:
                 counter.connect()
@@ -166,6 +174,7 @@ def summarize(pipeline: Pipeline, warm_ms: float, counters: Counters) -> dict[st
     capture, ejector = pipeline.capture.stats, pipeline.ejector
     p50, p99 = (_finite(v) for v in pipeline.total_ms.percentiles(50, 99))
     o50, o99 = (_finite(v) for v in pipeline.overhead_ms.percentiles(50, 99))
+    c50, c99 = (_finite(v) for v in pipeline.overhead_cpu_ms.percentiles(50, 99))
     return {
         "backend": pipeline.backend.name,
         "warmup_ms": round(warm_ms, 3),
@@ -184,6 +193,7 @@ def summarize(pipeline: Pipeline, warm_ms: float, counters: Counters) -> dict[st
         "rejects_saved": pipeline.rejects.saved if pipeline.rejects else 0,
         "latency_ms": {"p50": p50, "p99": p99},
         "overhead_ms": {"p50": o50, "p99": o99},
+        "overhead_cpu_ms": {"p50": c50, "p99": c99},
         "log_lines": pipeline.results.lines,
         "log_errors": pipeline.results.errors,
     }
