@@ -89,3 +89,25 @@ def test_sigterm_decides_parts_in_flight_and_leaves_output_off(line: dict[str, P
     assert commands.count(b"ON") == rejects  # pulses of parts in flight were still delivered
     assert commands[-1] == b"OFF"
     assert "finishing the parts in flight" in err
+
+
+@pytest.mark.slow
+def test_auto_backend_takes_the_bundle_engine_and_never_falls_back_silently(line: dict[str, Path], tmp_path: Path):
+    import shutil
+
+    from lineside.cuda_device import current_gpu
+
+    if current_gpu() is not None:
+        pytest.skip("on a GPU machine the engine would run; this checks the CPU-only refusal")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(line["bundle"], bundle)
+    built = subprocess.run(
+        [sys.executable, "-m", "lineside", "build", str(bundle), "--target", "sm86", "--out", str(bundle / "model.engine")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if built.returncode != 0:
+        pytest.skip(f"TensorRT-RTX cannot build here: {built.stderr.strip()[-200:]}")
+    refused = _lineside(str(bundle), "--source", str(line["video"]), "--quiet")
+    assert refused.returncode == 2 and "--backend ort" in refused.stderr
+    forced = _lineside(str(bundle), "--source", str(line["video"]), "--quiet", "--backend", "ort")
+    assert forced.returncode == 0 and '"backend": "ort"' in forced.stdout
