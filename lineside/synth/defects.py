@@ -48,7 +48,7 @@ def stain(
     centre = pick_point(rng, support, margin)
     r = rng.uniform(*radius)
     alpha = blob_alpha(rng, support.shape, centre, r, rough=0.5, edge=0.5 * r) * support
-    patchy = np.clip(0.8 + 0.25 * fractal_noise(rng, support.shape, max(2, int(support.shape[0] / r)), 2), 0, 1)
+    patchy = np.clip(0.9 + 0.2 * fractal_noise(rng, support.shape, max(2, int(support.shape[0] / r)), 2), 0, 1)
     return tint(image, alpha * patchy * rng.uniform(0.8, 1.0), factors)
 
 

@@ -169,7 +169,7 @@ class Screw:
         """Paint or build one defect of `kind`."""
         s = p.size / 256
         if kind == "bent":
-            return self.render(p, bend=rng.choice([-1, 1]) * rng.uniform(10, 15) * s)
+            return self.render(p, bend=rng.choice([-1, 1]) * rng.uniform(12, 16) * s)
         if kind == "missing":
             return self.render(p, end=rng.uniform(0.7, 0.82))
         sup = self.support(p)
@@ -233,5 +233,5 @@ class Capsule:
             return defects.specks(clean, sup, rng, (1.8 * s, 3.2 * s), (25.0, 40.0, 60.0), int(8 * s))
         if kind == "stain":  # discolouration shows on the white body half
             body = sup * (self._shape(p)[0] > 6 * s)
-            return defects.stain(clean, body, rng, (0.62, 0.74, 0.9), (7 * s, 11 * s), int(8 * s))
+            return defects.stain(clean, body, rng, (0.5, 0.62, 0.85), (8 * s, 12 * s), int(8 * s))
         raise ValueError(kind)

@@ -84,7 +84,7 @@ class Mesh:
             cut = blob_alpha(rng, sup.shape, centre, rng.uniform(6, 11) * s, rough=0.6)
             return self.render(p, cut=cut)
         if kind == "stain":
-            return defects.stain(clean, sup, rng, (0.4, 0.48, 0.68), (14 * s, 24 * s), margin)
+            return defects.stain(clean, sup, rng, (0.35, 0.42, 0.62), (14 * s, 24 * s), margin)
         if kind == "contamination":
             return defects.fibre(clean, sup, rng, (40 * s, 90 * s), (35.0, 40.0, 48.0), margin)
         raise ValueError(kind)
