@@ -201,10 +201,10 @@ class Ejector:
                 idle = not self._parts and not self._windows and not self._due
             for part_id in expired:
                 self._on_timeout(part_id)
-            was_on = self.actuator.state is True
+            was_on, issued = self.actuator.state is True, time.monotonic()
             ok = self._drive(self.actuator, reject_on) & self._drive(self.heartbeat, beat_on)
             if self.actuator.state is True and not was_on:
-                self._on_since = time.monotonic()
+                self._on_since = issued  # the device switches when the command arrives, not when it is acknowledged
             if stop.is_set() and idle and ok:
                 return
             with self._wake:

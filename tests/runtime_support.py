@@ -12,6 +12,7 @@ import functools
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -145,51 +146,59 @@ class SocatPair:
             self.proc = None
 
 
+LISTENER = r"""
+import sys, time, serial
+port = serial.Serial(sys.argv[1], 9600, timeout=0.02)
+size = int(sys.argv[2])
+print("ready", flush=True)
+buffer = b""
+while True:
+    buffer += port.read(port.in_waiting or 1)
+    now = time.time()
+    while True:
+        if size == 0:
+            line, sep, rest = buffer.partition(b"\n")
+            if not sep:
+                break
+        elif len(buffer) >= size:
+            line, rest = buffer[:size], buffer[size:]
+        else:
+            break
+        print(f"{now:.6f} {line.hex()}", flush=True)
+        buffer = rest
+"""
+
+
 class SerialListener:
-    """Reads commands arriving on the PLC end of a serial link, timestamped with time.time()."""
+    """The PLC end of a serial link, in its own process (so the runtime's threads do not delay its clock):
+    records every command with time.time() of its arrival."""
 
     def __init__(self, port: Path, frame_bytes: int | None = None) -> None:
-        import serial
-
         self.events: list[tuple[float, bytes]] = []
-        self._port = serial.Serial(str(port), 9600, timeout=0.02)
-        self._frame_bytes = frame_bytes  # fixed-size binary frames; None = lines ending in \n
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        buffer = b""
-        while not self._stop.is_set():
-            try:
-                buffer += self._port.read(self._port.in_waiting or 1)
-            except OSError:  # the pair went away (link-drop tests)
-                return
-            now = time.time()
-            while True:
-                if self._frame_bytes is None:
-                    line, sep, rest = buffer.partition(b"\n")
-                    if not sep:
-                        break
-                    self.events.append((now, line))
-                elif len(buffer) >= self._frame_bytes:
-                    line, rest = buffer[: self._frame_bytes], buffer[self._frame_bytes :]
-                    self.events.append((now, line))
-                else:
-                    break
-                buffer = rest
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", LISTENER, str(port), str(frame_bytes or 0)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        if self._proc.stdout is None or self._proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"serial listener could not open {port}")
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self._port.close()
+        """Stop listening and collect the events (commands are lines ending in \n, or fixed-size frames)."""
+        time.sleep(0.1)  # let the last command arrive
+        self._proc.terminate()
+        out, _ = self._proc.communicate(timeout=5)
+        for row in out.splitlines():
+            stamp, _, data = row.partition(" ")
+            self.events.append((float(stamp), bytes.fromhex(data)))
 
 
 class ModbusServer:
-    """A pymodbus TCP server on 127.0.0.1 in its own thread; `writes` records every write request it receives."""
+    """A pymodbus server in its own thread, TCP on 127.0.0.1 or RTU on a serial port (one end of a socat pair);
+    `writes` records every write request it receives."""
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+    def __init__(self, port: int | None = None, serial: Path | None = None, unit: int = 1) -> None:
+        self.serial, self.unit = serial, unit
+        self.port = port or (0 if serial else free_port())
         self.writes: list[tuple[float, int, int, bool]] = []  # (time.time(), unit, address, value)
         self._loop = asyncio.new_event_loop()
         self._server = None
@@ -203,20 +212,28 @@ class ModbusServer:
         return pdu
 
     def start(self) -> ModbusServer:
+        from pymodbus import FramerType
         from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
-        from pymodbus.server import ModbusTcpServer
+        from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
         async def serve() -> None:
             device = ModbusDeviceContext(
                 co=ModbusSequentialDataBlock(1, [False] * 16), hr=ModbusSequentialDataBlock(1, [0] * 16)
             )
-            self._server = ModbusTcpServer(
-                ModbusServerContext(devices={1: device}), address=("127.0.0.1", self.port), trace_pdu=self._trace
-            )
+            context = ModbusServerContext(devices={self.unit: device})
+            if self.serial is not None:
+                self._server = ModbusSerialServer(
+                    context, framer=FramerType.RTU, port=str(self.serial), baudrate=19200, trace_pdu=self._trace
+                )
+            else:
+                self._server = ModbusTcpServer(context, address=("127.0.0.1", self.port), trace_pdu=self._trace)
             await self._server.serve_forever()
 
         self._thread = threading.Thread(target=self._loop.run_until_complete, args=(serve(),), daemon=True)
         self._thread.start()
+        if self.serial is not None:
+            time.sleep(0.3)  # the serial server is listening once its port is open
+            return self
         deadline = time.monotonic() + 5
         while True:
             with socket.socket() as probe:

@@ -77,13 +77,22 @@ def test_video_to_socat_serial_relay(tmp_path: Path, protocol: str):
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_video_to_modbus_coil(tmp_path: Path):
-    server = ModbusServer().start()
+@pytest.mark.parametrize("transport", ["tcp", "rtu"])
+def test_video_to_modbus_coil(tmp_path: Path, transport: str):
+    pair = SocatPair(tmp_path).start() if transport == "rtu" else None
+    server = ModbusServer(serial=pair.b if pair else None, unit=3).start()
+    url = (
+        f"modbus+rtu://{pair.a}?baud=19200&coil=5&unit=3"
+        if pair
+        else f"modbus+tcp://127.0.0.1:{server.port}?coil=5&unit=3"
+    )
     try:
-        summary, records = _line(tmp_path, f"modbus+tcp://127.0.0.1:{server.port}?coil=5&unit=1")
+        summary, records = _line(tmp_path, url)
     finally:
         server.stop()
-    assert {(unit, address) for _, unit, address, _ in server.writes} == {(1, 5)}
+        if pair:
+            pair.stop()
+    assert {(unit, address) for _, unit, address, _ in server.writes} == {(3, 5)}
     values = [value for _, _, _, value in server.writes]
     assert values[0] is False and values[-1] is False
     on_times = [t for t, _, _, value in server.writes if value]
