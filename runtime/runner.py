@@ -135,13 +135,16 @@ def run_line(options: RunOptions) -> dict[str, Any]:
                     warm_ms,
                     deadline_ms,
                 )
-            outputs = [a for a in (_connect(options.actuator), _connect(options.heartbeat)) if a is not None]
+            for url in (options.actuator, options.heartbeat):
+                output = _connect(url)
+                if output is not None:
+                    outputs.append(output)  # appended as soon as connected, so `finally` switches it off
             if counter is not None:
                 counter.connect()
             source = capture.open()
             pipeline = Pipeline(
                 capture, backend, results, threshold, options.ejector, outputs[0],
-                heartbeat=outputs[1] if len(outputs) > 1 else None, paced=source.live or options.capture.rate is not None,
+                heartbeat=outputs[1] if options.heartbeat else None, paced=source.live or options.capture.rate is not None,
                 queue_size=options.queue_size, rejects=rejects, track=EncoderTrack(counter) if counter else None,
             )  # fmt: skip
             status = StatusLine(pipeline.status) if options.status else None

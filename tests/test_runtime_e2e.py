@@ -19,14 +19,15 @@ RATE, DELAY_S, PULSE_S = 5.0, 0.3, 0.05
 LATE_S = 0.12  # pulses are never early; on a loaded 2-core CI box they may be this late (parts are 200 ms apart)
 
 
-def _line(tmp_path: Path, actuator: str) -> tuple[dict, list[dict]]:
+def _line(tmp_path: Path, actuator: str, heartbeat: str | None = None) -> tuple[dict, list[dict]]:
     bundle = make_bundle(tmp_path / "bundle")
     video = write_video(tmp_path / "parts.avi", DEFECTS, fps=RATE)
     log = tmp_path / "results.jsonl"
     summary = run_line(
         RunOptions(
-            bundle=bundle.path, source=str(video), actuator=actuator, log_path=log, status=False,
-            capture=CaptureConfig(rate=RATE), ejector=EjectorConfig(delay_s=DELAY_S, pulse_s=PULSE_S),
+            bundle=bundle.path, source=str(video), actuator=actuator, log_path=log, status=False, heartbeat=heartbeat,
+            capture=CaptureConfig(rate=RATE),
+            ejector=EjectorConfig(delay_s=DELAY_S, pulse_s=PULSE_S, heartbeat_s=0.25),
         )
     )  # fmt: skip
     records = [json.loads(line) for line in log.read_text().splitlines()]
@@ -86,16 +87,20 @@ def test_video_to_modbus_coil(tmp_path: Path, transport: str):
         if pair
         else f"modbus+tcp://127.0.0.1:{server.port}?coil=5&unit=3"
     )
+    heartbeat = url.replace("coil=5", "coil=6") if transport == "tcp" else None  # a second coil on the same PLC
     try:
-        summary, records = _line(tmp_path, url)
+        summary, records = _line(tmp_path, url, heartbeat)
     finally:
         server.stop()
         if pair:
             pair.stop()
-    assert {(unit, address) for _, unit, address, _ in server.writes} == {(3, 5)}
-    values = [value for _, _, _, value in server.writes]
-    assert values[0] is False and values[-1] is False
-    on_times = [t for t, _, _, value in server.writes if value]
-    off_times = [t for t, _, _, value in server.writes if not value]
+    assert {(unit, address) for _, unit, address, _ in server.writes} == ({(3, 5), (3, 6)} if heartbeat else {(3, 5)})
+    reject = [(t, value) for t, _, address, value in server.writes if address == 5]
+    assert reject[0][1] is False and reject[-1][1] is False
+    on_times = [t for t, value in reject if value]
+    off_times = [t for t, value in reject if not value]
+    if heartbeat:  # toggles every 250 ms during the ~6 s run, left off at the end
+        beat = [(t, value) for t, _, address, value in server.writes if address == 6]
+        assert sum(value for _, value in beat) >= 8 and beat[-1][1] is False
     _assert_rejections(records, on_times, off_times)
     assert summary["decisions"] == len(DEFECTS)

@@ -162,12 +162,17 @@ class Capture:
                     self.stop.wait(max(0.0, start + self.stats.frames * period - time.monotonic()))
                 if source.live:
                     self._emit_missed(emit)
+                if self._done():
+                    return True
                 emit(self._frame(*item))
-                if self.config.max_parts is not None and self._next_id >= self.config.max_parts:
+                if self._done():
                     return True
             return True
         finally:
             alive.clear()
+
+    def _done(self) -> bool:
+        return self.config.max_parts is not None and self._next_id >= self.config.max_parts
 
     def _frame(self, image: np.ndarray | None, error: str | None) -> Frame:
         if image is not None:
@@ -175,7 +180,7 @@ class Capture:
         frame = Frame.now(self._next_id, image, error)
         self._next_id += 1
         self.stats.frames += 1
-        self.stats.bad_frames += error is not None
+        self.stats.bad_frames += int(error is not None)
         self._last_mono = frame.capture_mono
         return frame
 
@@ -191,7 +196,7 @@ class Capture:
         missed = max(0, round(gap * self.config.rate) - 1)
         wall_offset = time.time() - time.monotonic()
         for k in range(1, missed + 1):
-            if self.config.max_parts is not None and self._next_id >= self.config.max_parts:
+            if self._done():
                 break
             mono = self._last_mono + k / self.config.rate
             emit(Frame(self._next_id, mono, mono + wall_offset, None, "missed: source was down"))
