@@ -155,3 +155,39 @@ def test_modbus_link_drops_and_returns(tmp_path: Path):
     assert any(value for t, _, _, value in server.writes if t < down_at)
     assert any(value for t, _, _, value in revived.writes if t > up_at)  # pulses resume on the returned link
     assert revived.writes[-1][3] is False  # and the output is left off
+
+
+def test_inference_slower_than_the_line_drops_oldest_parts_as_rejects(tmp_path: Path):
+    defects = [i % 5 == 0 for i in range(30)]
+    folder = write_folder(tmp_path / "frames", defects)
+    bundle = make_bundle(tmp_path / "bundle")
+    backend = FaultyBackend(bundle, raise_on=set(), hang_on=set(range(1, 1000)), hang_s=0.06)  # ~16 parts/s max
+    actuator = LogActuator("log://")
+    actuator.connect()
+    capture = Capture(source_factory(str(folder), rate=40), CaptureConfig(rate=40))  # the line runs at 40 parts/s
+    capture.open()
+    log = ResultsLog(tmp_path / "r.jsonl")
+    config = EjectorConfig(delay_s=1.0, pulse_s=0.005)
+    pipeline = Pipeline(capture, backend, log, 0.7, config, actuator, paced=True, queue_size=2)
+    counters = pipeline.run()
+    log.close()
+    parts = _parts(_records(tmp_path / "r.jsonl"))
+    assert len(parts) == 30
+    dropped = [p for p, r in parts.items() if (r["reason"] or "").startswith("dropped")]
+    assert len(dropped) == counters.dropped >= 5
+    assert all(parts[p]["verdict"] == "ERROR" and "eject_time" in parts[p] for p in dropped)
+    inspected = [p for p in parts if p not in dropped]
+    assert all(parts[p]["verdict"] == ("REJECT" if defects[p] else "PASS") for p in inspected)
+    assert pipeline.ejector.pulses == len(dropped) + sum(defects[p] for p in inspected)
+
+
+def test_roi_crops_before_inference(tmp_path: Path):
+    folder = write_folder(tmp_path / "frames", [True] * 4)
+    bundle = make_bundle(tmp_path / "bundle")
+    results = {}
+    for name, roi in (("belt", (0, 0, 30, 30)), ("part", (40, 20, 80, 80)), ("outside", (150, 0, 30, 30))):
+        log = tmp_path / f"{name}.jsonl"
+        run_line(RunOptions(bundle=bundle.path, source=str(folder), log_path=log, status=False, warmup=1,
+                            capture=CaptureConfig(roi=roi)))  # fmt: skip
+        results[name] = {r["verdict"] for r in _records(log)}
+    assert results == {"belt": {"PASS"}, "part": {"REJECT"}, "outside": {"ERROR"}}
