@@ -13,7 +13,7 @@ from lineside.cli import main
 from lineside.data import open_dataset
 from lineside.errors import LinesideError
 from lineside.synth import CATEGORIES, generate_dataset, render_sample
-from lineside.synth.scene import CLOSE_KERNEL, DIFF_LEVEL
+from lineside.synth.scene import CLOSE_KERNEL, DIFF_LEVEL, MIN_AREA_BY_TYPE, MIN_DEFECT_AREA
 from lineside.synth.video import write_parts_video
 
 ALL_DEFECTS = [(c, d) for c, cat in CATEGORIES.items() for d in cat.defect_types]
@@ -38,7 +38,7 @@ def test_mask_is_exactly_where_the_defect_changed_the_image(category, defect):
         strong = np.abs(s.image.astype(int) - s.clean.astype(int)).max(axis=2) >= DIFF_LEVEL
         closed = cv2.morphologyEx(strong.astype(np.uint8), cv2.MORPH_CLOSE, CLOSE_KERNEL).astype(bool)
         np.testing.assert_array_equal(s.mask, closed)  # mask = closed set of clearly changed pixels
-        assert s.mask.sum() >= 12 * (128 / 256) ** 2
+        assert s.mask.sum() >= MIN_AREA_BY_TYPE.get(defect, MIN_DEFECT_AREA) * (128 / 256) ** 2
         assert s.mask.mean() < 0.12, "defects are local, not whole-image"
         inside = np.abs(s.image.astype(int) - s.clean.astype(int)).max(axis=2)[s.mask]
         assert np.median(inside) >= DIFF_LEVEL

@@ -21,6 +21,7 @@ from lineside.synth.textures import BrushedMetal, Mesh, Wood
 
 DIFF_LEVEL = 10  # grey levels a defect must change a pixel by to count as defective
 MIN_DEFECT_AREA = 12  # px at 256x256; fainter draws are redrawn
+MIN_AREA_BY_TYPE = {"stain": 150}  # a faint discolouration smaller than this is not a reliable defect
 CLOSE_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 GOOD = "good"
 SENSOR_SIGMA = 2.0  # grey levels
@@ -94,7 +95,7 @@ def render_sample(category: str, seed: int, split: str, defect_type: str, index:
     clean = _finish(base, light, noise, blur)
     if defect_type == GOOD:
         return RenderedSample(clean, clean, np.zeros(shape, bool))
-    min_area = MIN_DEFECT_AREA * (size / 256) ** 2
+    min_area = MIN_AREA_BY_TYPE.get(defect_type, MIN_DEFECT_AREA) * (size / 256) ** 2
     for _ in range(16):
         defected = _finish(cat.defect(defect_type, params, base, defect_rng), light, noise, blur)
         changed = np.abs(defected.astype(np.int16) - clean.astype(np.int16)).max(axis=2) >= DIFF_LEVEL
