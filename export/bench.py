@@ -110,7 +110,7 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 def results(variants: list[Variant], threads: int, runs: int, warmup: int, input_size: tuple[int, int]) -> dict:
     """The results.json document: per variant latency, accuracy, size; ratios vs ORT FP32 within this run."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for variant in variants:
         rows.append(
             {

@@ -85,7 +85,7 @@ def _is_normalisation(node: Any, producers: dict[str, Any], consumers: dict[str,
         bases.add(producer.input[0])
     if producer is not None and producer.op_type == "Pow":
         bases.add(producer.input[0])
-    frontier, seen = [node], set()
+    frontier, seen = [node], set[str]()
     for _ in range(_NORM_DEPTH):
         frontier = [c for n in frontier for out in n.output for c in consumers.get(out, []) if c.name not in seen]
         seen.update(n.name for n in frontier)

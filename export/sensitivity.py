@@ -45,7 +45,7 @@ def node_groups(model: Any, nodes: list[str]) -> dict[str, list[str]]:
 
 def map_error(out: Outputs, reference: Outputs) -> float:
     """Relative L2 error of the anomaly maps against the reference."""
-    return float(np.linalg.norm(out.maps - reference.maps) / max(np.linalg.norm(reference.maps), 1e-12))
+    return float(np.linalg.norm(out.maps - reference.maps)) / max(float(np.linalg.norm(reference.maps)), 1e-12)
 
 
 def rank_groups(

@@ -7,9 +7,14 @@ Concat ops; folding them with the static export size leaves plain Conv/Pad chain
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lineside.errors import LinesideError, missing_extra
 
@@ -36,22 +41,38 @@ def op_histogram(path: str | Path) -> dict[str, int]:
     return dict(Counter(node.op_type for node in model.graph.node).most_common())
 
 
-def _onnxsim(model: object) -> object:
+@contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    """Silence file descriptor 1: onnxsim's C++ core prints a line per op it cannot fold."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _onnxsim(model: Any) -> Any:
     import onnxsim
 
-    simplified, ok = onnxsim.simplify(model)
+    with _stdout_silenced():
+        simplified, ok = onnxsim.simplify(model)
     if not ok:
         raise RuntimeError("onnxsim's own output check failed")
     return simplified
 
 
-def _onnxslim(model: object) -> object:
+def _onnxslim(model: Any) -> Any:
     import onnxslim
 
     return onnxslim.slim(model)
 
 
-def check_model(model: object) -> object:
+def check_model(model: Any) -> Any:
     """Run `onnx.checker` (full) and strict shape inference; returns the shape-inferred model."""
     import onnx
 

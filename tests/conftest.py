@@ -110,6 +110,9 @@ def synth_data(synth_factory):
 # --- tiny trained runs (export and bench tests) --------------------------------------------------
 
 
+TINY_EPOCHS = {"crr": 2, "rlr": 4}
+
+
 @pytest.fixture(scope="session")
 def export_data(synth_factory):
     """Synthetic data for export tests: washer + mesh, 8 train / 16 good / 16 defect test images each, 128 px.
@@ -122,7 +125,10 @@ def export_data(synth_factory):
 
 @pytest.fixture(scope="session")
 def tiny_run_factory(tmp_path_factory, export_data):
-    """Train (once per model name) a real tiny-preset model for 2 epochs on `export_data`; returns RUN/model.pt."""
+    """Train (once per model name) a real tiny-preset model on `export_data`; returns RUN/model.pt.
+
+    CRR trains 2 reconstruction epochs (+ its segmentation stage), RLR its preset's 4 epochs.
+    """
     made = {}
 
     def make(name: str):
@@ -144,7 +150,7 @@ def tiny_run_factory(tmp_path_factory, export_data):
             class_ids = np.array([dataset.categories.index(s.category) for s in train])
             out = tmp_path_factory.mktemp(f"run_{name}")
             data = TrainData(images, class_ids, dataset.categories)
-            fit(model, data, LoopOptions(out_dir=out, epochs=2, progress=False))
+            fit(model, data, LoopOptions(out_dir=out, epochs=TINY_EPOCHS[name], progress=False))
             made[name] = out / "model.pt"
         return made[name]
 

@@ -13,6 +13,7 @@ pytest.importorskip("onnxruntime")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_bench_bundles_side_by_side(tiny_run_factory, export_data, tmp_path, capsys) -> None:
     checkpoint = str(tiny_run_factory("rlr"))
     bundles = []
@@ -45,6 +46,7 @@ def test_bench_bundles_side_by_side(tiny_run_factory, export_data, tmp_path, cap
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_bench_run_adds_torch_eager(tiny_run_factory, tmp_path, capsys) -> None:
     run_dir = Path(tiny_run_factory("crr")).parent
     report = tmp_path / "report"

@@ -11,23 +11,25 @@ from lineside.bundle import load_bundle
 from lineside.cli import main
 
 pytest.importorskip("onnxruntime")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MODELS = ("crr", "rlr")
 
 
 @pytest.fixture(scope="module")
-def bundles(tiny_run_factory, export_data, tmp_path_factory) -> dict[tuple[str, str], Path]:
-    """Every model x precision exported once through the CLI."""
-    made = {}
-    for name in MODELS:
-        checkpoint = tiny_run_factory(name)
-        for precision in ("fp32", "fp16", "int8"):
+def bundles(tiny_run_factory, export_data, tmp_path_factory):
+    """`bundles(name, precision)`: the model exported once through the CLI at that precision."""
+    made: dict[tuple[str, str], Path] = {}
+
+    def make(name: str, precision: str) -> Path:
+        if (name, precision) not in made:
             out = tmp_path_factory.mktemp("bundles") / f"{name}_{precision}"
-            argv = ["export", str(checkpoint), "--precision", precision, "--data", str(export_data), "--out", str(out)]
-            assert main(argv) == 0
+            argv = ["export", str(tiny_run_factory(name)), "--precision", precision, "--data", str(export_data)]
+            assert main([*argv, "--calib-size", "16", "--out", str(out)]) == 0
             made[(name, precision)] = out
-    return made
+        return made[(name, precision)]
+
+    return make
 
 
 def _report(path: Path) -> dict:
@@ -36,7 +38,7 @@ def _report(path: Path) -> dict:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_fp32_onnx_matches_torch(bundles, name: str) -> None:
-    report = _report(bundles[(name, "fp32")])
+    report = _report(bundles(name, "fp32"))
     parity = report["parity"]
     assert parity["real_images"] and parity["images"] == 64
     assert parity["map_max_abs_err_rel"] < 1e-3
@@ -50,19 +52,19 @@ def test_fp32_onnx_matches_torch(bundles, name: str) -> None:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_fp16_bundle_is_half_in_the_body_and_within_0_1_point(bundles, name: str) -> None:
-    bundle = load_bundle(bundles[(name, "fp16")])
+    bundle = load_bundle(bundles(name, "fp16"))
     assert bundle.manifest.precision == "fp16" and bundle.manifest.cpu_model_file is None
     report = _report(bundle.path)
     assert report["fp16"]["image_auroc_drop_points"] <= 0.1
     counts = report["nodes"]["model.onnx"]["compute_ops_by_precision"]
     assert counts["float16"] > counts.get("float32", 0)
-    fp32_size = _report(bundles[(name, "fp32")])["file_sizes"]["model.onnx"]
+    fp32_size = _report(bundles(name, "fp32"))["file_sizes"]["model.onnx"]
     assert report["file_sizes"]["model.onnx"] < 0.6 * fp32_size
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_int8_bundle_has_both_flavours_within_max_drop(bundles, name: str) -> None:
-    bundle = load_bundle(bundles[(name, "int8")])
+    bundle = load_bundle(bundles(name, "int8"))
     manifest = bundle.manifest
     assert manifest.precision == "int8" and manifest.cpu_model_file == "model_cpu.onnx"
     assert manifest.inputs[0].dtype == "uint8" and manifest.inputs[0].shape == (1, 128, 128, 3)
@@ -79,7 +81,7 @@ def test_int8_bundle_has_both_flavours_within_max_drop(bundles, name: str) -> No
 
 
 def test_export_refuses_to_overwrite_and_bad_input(bundles, tiny_run_factory, tmp_path, capsys) -> None:
-    existing = bundles[("crr", "fp32")]
+    existing = bundles("crr", "fp32")
     before = (existing / "manifest.json").read_bytes()
     checkpoint = str(tiny_run_factory("crr"))
     assert main(["export", checkpoint, "--out", str(existing)]) == 2
