@@ -1,6 +1,7 @@
 """Which parts of the network suffer most from INT8: leave-one-group-out on the anomaly map.
 
-Quantizable nodes are grouped by their module scope (e.g. one encoder block, one decoder layer).
+Quantizable nodes are grouped by their module scope (e.g. one encoder block, one decoder layer),
+and neighbouring scopes are merged down to at most `MAX_GROUPS` groups.
 For each group, the graph is quantized with only that group kept float, and the anomaly maps of a
 few calibration images are compared with FP32. The groups whose float-keeping removes the most
 error come first: that is the order the INT8 fallback un-quantizes them in. The anomaly map is
@@ -17,7 +18,8 @@ import numpy as np
 
 from lineside.export.ort_run import Outputs, cpu_session, run_images
 
-GROUP_DEPTH = 4  # scope components kept: /model/encoder/model/blocks.3 -> one group per encoder stage
+GROUP_DEPTH = 4  # scope components kept: /model/encoder/blocks.3/blocks.3.1 -> one group per block
+MAX_GROUPS = 12  # consecutive scopes are merged down to this many groups: one probe export each
 
 
 def _scope(name: str) -> str | None:
@@ -36,10 +38,25 @@ def node_groups(model: Any, nodes: list[str]) -> dict[str, list[str]]:
             producer = next((producers[i] for i in node.input if i in producers), None)
             scope = scope_of.get(producer.name, "/other") if producer is not None else "/other"
         scope_of[node.name] = scope
-    groups: dict[str, list[str]] = {}
+    scopes: dict[str, list[str]] = {}
     for node in model.graph.node:
         if node.name in chosen:
-            groups.setdefault(scope_of[node.name], []).append(node.name)
+            scopes.setdefault(scope_of[node.name], []).append(node.name)
+    return _merge_consecutive(scopes, MAX_GROUPS)
+
+
+def _merge_consecutive(scopes: dict[str, list[str]], limit: int) -> dict[str, list[str]]:
+    """Merge neighbouring scopes (graph order) into at most `limit` groups of similar size."""
+    target = sum(len(members) for members in scopes.values()) / limit
+    groups: dict[str, list[str]] = {}
+    first, members = "", []
+    for scope, nodes in scopes.items():
+        first, members = first or scope, members + nodes
+        if len(members) >= target:
+            groups[first if first == scope else f"{first} .. {scope}"] = members
+            first, members = "", []
+    if members:
+        groups[first] = members
     return groups
 
 
