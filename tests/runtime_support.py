@@ -199,7 +199,7 @@ class ModbusServer:
     def __init__(self, port: int | None = None, serial: Path | None = None, unit: int = 1) -> None:
         self.serial, self.unit = serial, unit
         self.port = port or (0 if serial else free_port())
-        self.writes: list[tuple[float, int, int, bool]] = []  # (time.time(), unit, address, value)
+        self.writes: list[tuple[float, int, int, bool | int]] = []  # (time.time(), unit, address, coil/register)
         self._loop = asyncio.new_event_loop()
         self._server = None
         self._thread: threading.Thread | None = None
@@ -207,7 +207,7 @@ class ModbusServer:
     def _trace(self, sending: bool, pdu):  # noqa: ANN001, ANN202 - pymodbus callback
         name = type(pdu).__name__
         if not sending and name in ("WriteSingleCoilRequest", "WriteSingleRegisterRequest"):
-            value = bool(pdu.bits[0]) if pdu.bits else bool(pdu.registers[0])
+            value = bool(pdu.bits[0]) if pdu.bits else int(pdu.registers[0])
             self.writes.append((time.time(), pdu.dev_id, pdu.address, value))
         return pdu
 

@@ -104,3 +104,29 @@ def test_video_to_modbus_coil(tmp_path: Path, transport: str):
         assert sum(value for _, value in beat) >= 8 and beat[-1][1] is False
     _assert_rejections(records, on_times, off_times)
     assert summary["decisions"] == len(DEFECTS)
+
+
+@pytest.mark.network
+def test_modbus_register_output_writes_the_on_and_off_values():
+    from lineside.runtime.actuators.base import open_actuator
+
+    server = ModbusServer(unit=2).start()
+    try:
+        actuator = open_actuator(f"modbus+tcp://127.0.0.1:{server.port}?register=7&on=255&off=0&unit=2")
+        actuator.connect()
+        actuator.set(True)
+        actuator.close()
+        from pymodbus.client import ModbusTcpClient
+
+        probe = ModbusTcpClient("127.0.0.1", port=server.port)
+        probe.connect()
+        value = probe.read_holding_registers(7, count=1, device_id=2).registers[0]
+        probe.close()
+    finally:
+        server.stop()
+    assert [(unit, address, on) for _, unit, address, on in server.writes] == [
+        (2, 7, 0),
+        (2, 7, 255),
+        (2, 7, 0),
+    ]
+    assert value == 0  # left off
