@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )  # fmt: skip
         elapsed = time.perf_counter() - start
-        records = [json.loads(line) for line in log.read_text().splitlines()]
+        records = [r for r in map(json.loads, log.read_text().splitlines()) if r["type"] == "part"]
     ids = sorted(r["part_id"] for r in records if r["type"] == "part")
     result = {
         "model": bundle.manifest.model,

@@ -6,6 +6,7 @@ import logging
 import math
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -110,6 +111,19 @@ def _connect(url: str | None) -> Actuator | None:
     return actuator
 
 
+def _start_event(options: RunOptions, model: str, backend: str, threshold: float) -> dict[str, Any]:
+    """The log line that opens a run (part ids restart at 0 with every run)."""
+    eject = options.ejector
+    if eject.fail_open:
+        log.warning("--fail-open: parts without a verdict (timeouts, errors, dropped) will PASS")
+    return {
+        "type": "event", "event": "start", "time": time.time(), "bundle": str(options.bundle), "model": model,
+        "backend": backend, "source": options.source, "actuator": options.actuator, "threshold": threshold,
+        "delay_ms": eject.delay_s * 1000, "delay_counts": eject.delay_counts, "pulse_ms": eject.pulse_s * 1000,
+        "deadline_ms": eject.deadline_s * 1000, "fail_open": eject.fail_open,
+    }  # fmt: skip
+
+
 def run_line(options: RunOptions) -> dict[str, Any]:
     """Open everything, run until the source ends / --max-parts / a signal; return the summary."""
     check_options(options)
@@ -151,12 +165,15 @@ def run_line(options: RunOptions) -> dict[str, Any]:
             with _signals(pipeline):
                 if status is not None:
                     status.start()
+                results.write(_start_event(options, bundle.manifest.model, backend.name, threshold))
                 try:
                     counters = pipeline.run()
                 finally:
                     if status is not None:
                         status.stop()
-            return summarize(pipeline, warm_ms, counters)
+            summary = summarize(pipeline, warm_ms, counters)
+            results.write({"type": "event", "event": "stop", "time": time.time(), "summary": summary})
+            return summary
     finally:
         capture.stop.set()
         if counter is not None:

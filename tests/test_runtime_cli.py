@@ -57,7 +57,10 @@ def test_run_writes_summary_and_log(line: dict[str, Path], tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("10 parts: 8 PASS, 2 REJECT, 0 ERROR")
     assert json.loads(summary.read_text())["decisions"] == 10
-    assert [json.loads(x)["part_id"] for x in log.read_text().splitlines()] == list(range(10))
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["event"] for r in (lines[0], lines[-1])] == ["start", "stop"]  # a run is framed in the log
+    assert lines[0]["threshold"] == 0.7 and lines[-1]["summary"]["decisions"] == 10
+    assert [r["part_id"] for r in lines[1:-1]] == list(range(10))
 
 
 @pytest.mark.slow
@@ -81,7 +84,7 @@ def test_sigterm_decides_parts_in_flight_and_leaves_output_off(line: dict[str, P
         listener.close()
         pair.stop()
     assert proc.returncode == 0, err
-    records = [json.loads(x) for x in log.read_text().splitlines()]
+    records = [r for r in map(json.loads, log.read_text().splitlines()) if r["type"] == "part"]
     ids = [r["part_id"] for r in records]
     assert sorted(ids) == list(range(len(ids))) and 15 <= len(ids) < 200  # stopped early, nothing lost
     rejects = sum(r["verdict"] == "REJECT" for r in records)
