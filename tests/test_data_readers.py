@@ -203,6 +203,26 @@ def test_visa_split_csv(tmp_path):
     assert from_csv.root == tmp_path and len(from_csv.samples) == len(ds.samples)
 
 
+def test_visa_defect_types_from_image_anno(tmp_path):
+    _visa(tmp_path)
+    (tmp_path / "candle" / "image_anno.csv").write_text(
+        "image,label,mask\n"
+        "candle/Data/Images/Normal/0000.JPG,normal,\n"
+        'candle/Data/Images/Anomaly/000.JPG,"chunk of wax missing, Weird  Wick",candle/Data/Masks/Anomaly/000.png\n'
+    )
+    ds = open_dataset(tmp_path)
+    types = {s.category: s.defect_type for s in ds.samples if s.label}
+    assert types == {"candle": "chunk_of_wax_missing+weird_wick", "pcb1": "anomaly"}  # pcb1 has no image_anno.csv
+    assert ds.counts()["candle"]["test/chunk_of_wax_missing+weird_wick"] == 1
+
+
+def test_visa_bad_image_anno(tmp_path):
+    _visa(tmp_path)
+    (tmp_path / "pcb1" / "image_anno.csv").write_text("file,kind\nx,y\n")
+    with pytest.raises(LinesideError, match="image_anno.csv: expected columns image,label,mask"):
+        open_dataset(tmp_path)
+
+
 def test_visa_missing_columns(tmp_path):
     _visa(tmp_path, rows=[], header="object,split,image")
     with pytest.raises(LinesideError, match="missing CSV columns label, mask"):

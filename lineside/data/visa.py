@@ -2,13 +2,16 @@
 
 Rows look like `candle,test,anomaly,candle/Data/Images/Anomaly/000.JPG,candle/Data/Masks/Anomaly/000.png`;
 paths are relative to the data set root, `label` is "normal" or "anomaly". VisA masks store region ids
-(0 = background), so any non-zero mask pixel is defective. The 1cls CSV does not name the defect kind:
-defects get the type "anomaly".
+(0 = background), so any non-zero mask pixel is defective. The split CSV does not name the defect
+kind; it is taken from each object's `image_anno.csv` (columns image,label,mask; label e.g.
+"chunk of wax missing" or "melt, scratch" -> "chunk_of_wax_missing", "melt+scratch") when present,
+else defects get the type "anomaly".
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 from lineside.data.sample import GOOD, SPLITS, Sample
@@ -41,6 +44,29 @@ def _resolve(root: Path, rel: str, csv_path: Path, line: int, what: str) -> Path
     return file
 
 
+def defect_name(label: str) -> str:
+    """Folder-safe defect type from a VisA annotation label ("melt, scratch" -> "melt+scratch")."""
+    parts = [" ".join(p.split()).lower().replace(" ", "_").replace("/", "_") for p in label.split(",")]
+    return "+".join(p for p in parts if p) or "anomaly"
+
+
+def _annotations(root: Path, objects: set[str]) -> dict[str, str]:
+    """Image path (relative, as in the CSVs) -> defect type, from every object's image_anno.csv."""
+    types: dict[str, str] = {}
+    for obj in sorted(objects):
+        anno = root / obj / "image_anno.csv"
+        if not anno.is_file():
+            continue
+        with open(anno, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if not {"image", "label"} <= set(reader.fieldnames or []):
+                raise LinesideError(f"{anno}: expected columns image,label,mask (VisA annotation file)")
+            for row in reader:
+                if row["label"].strip().lower() != "normal":
+                    types[row["image"].strip()] = defect_name(row["label"])
+    return types
+
+
 def _row(root: Path, csv_path: Path, line: int, row: dict[str, str]) -> Sample:
     split, label = row["split"].strip().lower(), row["label"].strip().lower()
     if split not in SPLITS:
@@ -56,6 +82,13 @@ def _row(root: Path, csv_path: Path, line: int, row: dict[str, str]) -> Sample:
     return Sample(image, row["object"].strip(), split, LABELS[label], mask, mask_threshold=0)
 
 
+def _typed(sample: Sample, root: Path, types: dict[str, str]) -> Sample:
+    if sample.label == 0:
+        return sample
+    kind = types.get(sample.image_path.relative_to(root).as_posix())
+    return dataclasses.replace(sample, defect_type=kind) if kind else sample
+
+
 def read(path: Path) -> list[Sample]:
     """All samples listed in the VisA split CSV at `path` (a CSV file or the data set root)."""
     csv_path, root = _csv_and_root(path)
@@ -69,4 +102,6 @@ def read(path: Path) -> list[Sample]:
         samples = [_row(root, csv_path, line, row) for line, row in enumerate(reader, start=2)]
     if not samples:
         raise LinesideError(f"{csv_path}: the split file lists no images")
+    types = _annotations(root, {s.category for s in samples})
+    samples = [_typed(s, root, types) for s in samples]
     return sorted(samples, key=lambda s: (s.category, s.split, s.defect_type, str(s.image_path)))
