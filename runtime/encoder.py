@@ -74,6 +74,7 @@ class EncoderTrack:
         self.counter = counter
         self.poll_s = poll_s
         self.errors = 0
+        self.ok = True  # False while the counter cannot be read: the belt position is unknown
         self._modulus = 1 << counter.bits
         self._raw: int | None = None
         self._count = 0.0
@@ -85,7 +86,8 @@ class EncoderTrack:
         """Read the counter now (actuation thread); on a failed read the last position is kept and counted."""
         try:
             raw = self.counter.read()
-        except (ConnectionError, OSError, AttributeError) as exc:
+        except Exception as exc:  # pymodbus raises its own exception types; the actuation thread must go on
+            self.ok = False
             self.errors += 1
             if self.errors % 100 == 1:
                 log.error("encoder read failed (%d so far): %s", self.errors, exc)
@@ -95,7 +97,7 @@ class EncoderTrack:
             if delta > self._modulus // 2:  # the belt ran backwards a little
                 delta -= self._modulus
             self._count += delta
-        self._raw = raw
+        self._raw, self.ok = raw, True
         with self._lock:
             self._times.append(time.monotonic())
             self._counts.append(self._count)

@@ -91,8 +91,9 @@ class Pipeline:
 
     # ---- health and status -------------------------------------------------------------------------------
     def healthy(self) -> bool:
-        """Source delivering and backend answering: the heartbeat toggles only then."""
-        return self.capture.stats.source_up and self._consecutive_errors < UNHEALTHY_AFTER_ERRORS
+        """Source delivering, backend answering, encoder readable: the heartbeat toggles only then."""
+        encoder_ok = self.ejector.track is None or self.ejector.track.ok
+        return self.capture.stats.source_up and self._consecutive_errors < UNHEALTHY_AFTER_ERRORS and encoder_ok
 
     def status(self) -> str:
         """One status line: fps, latency percentiles, decisions, rejects, errors."""

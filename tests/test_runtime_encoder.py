@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pymodbus.client import ModbusTcpClient
 from runtime_support import ModbusServer, make_bundle, write_folder
 
 from lineside.runtime.actuators.log import LogActuator
@@ -108,3 +109,34 @@ def test_pulses_fire_at_capture_count_plus_delay_counts(tmp_path: Path):
     logged = np.diff([r["eject_count"] for r in rejected])
     truth = np.diff([belt.at(r["capture_time"] - wall_minus_mono) for r in rejected])
     assert np.all(np.abs(logged - truth) <= 40), (logged, truth)  # two lookups, each within the register lag
+
+
+@pytest.mark.network
+def test_lost_encoder_link_keeps_the_position_and_recovers():
+    server = ModbusServer().start()
+    writer = ModbusTcpClient("127.0.0.1", port=server.port)
+    writer.connect()
+    writer.write_register(REGISTER, 65530, device_id=1)
+    counter = ModbusCounter(f"modbus+tcp://127.0.0.1:{server.port}?register={REGISTER}")
+    counter.connect()
+    track = EncoderTrack(counter)
+    assert track.sample() == 0.0
+    writer.write_register(REGISTER, 10, device_id=1)  # wrapped: +16 counts
+    assert track.sample() == 16.0 and track.ok
+    writer.close()
+    server.stop()
+    assert track.sample() == 16.0 and not track.ok  # PLC gone: no exception, position held, line unhealthy
+    revived = ModbusServer(server.port).start()
+    try:
+        writer = ModbusTcpClient("127.0.0.1", port=server.port)
+        writer.connect()
+        writer.write_register(REGISTER, 40, device_id=1)
+        writer.close()
+        deadline = time.monotonic() + 5
+        while not track.ok and time.monotonic() < deadline:
+            track.sample()
+            time.sleep(0.05)
+        assert track.ok and track.sample() == 46.0
+    finally:
+        counter.close()
+        revived.stop()
