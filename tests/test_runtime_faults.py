@@ -80,8 +80,9 @@ def test_corrupt_frames_and_backend_faults_are_rejected_not_fatal(tmp_path: Path
     assert {1, 6, 8} <= errors
     assert {p for p, r in parts.items() if r["verdict"] == "REJECT"} | errors >= {4, 11}
     assert all(parts[p]["verdict"] == "PASS" for p in set(range(16)) - errors - {4, 11})
-    pulses = sum(1 for _, on in actuator.transitions if on)
-    assert pulses == counters.verdicts["REJECT"] + counters.verdicts["ERROR"] == pipeline.ejector.pulses
+    assert pipeline.ejector.pulses == counters.verdicts["REJECT"] + counters.verdicts["ERROR"]
+    switched_on = sum(1 for _, on in actuator.transitions if on)
+    assert 1 <= switched_on <= pipeline.ejector.pulses  # parts timing out together share one (merged) pulse
     assert counters.late >= 1  # the hung result arrived after its deadline and was not logged as a decision
     assert actuator.state is False
 
