@@ -127,33 +127,40 @@ class Screw:
         """Draw the jitter of one good image."""
         return _sample(rng, size, 6.0)
 
-    def _parts(self, p: ObjectParams, bend: float = 0.0, end: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """Head and shaft as (alpha, level) pairs merged; `bend` px tip offset, `end` kept shaft fraction."""
-        size, k = p.size, p.size * p.scale
-        xs, ys = coords((size, size))
-        u, v = rotated(xs, ys, p.centre, p.angle)
-        head0, head_len, head_r = -0.33 * k, 0.1 * k, 0.13 * k
-        shaft0, shaft_len, r0, pitch = head0 + head_len, 0.55 * k, 0.055 * k, 0.036 * k
-        su = u - shaft0  # (H, W) position along the shaft
-        hu, hv = u - head0, v
-        v = v - bend * np.clip((su - 0.45 * shaft_len) / (0.55 * shaft_len), 0, None) ** 2
+    @staticmethod
+    def _shaft(su: np.ndarray, v: np.ndarray, k: float, end: float) -> tuple[np.ndarray, np.ndarray]:
+        """Threaded shaft (alpha, level) from the position along it `su` and across it `v` (px); k = part scale."""
+        shaft_len, r0, pitch = 0.55 * k, 0.055 * k, 0.036 * k
         slant = (su + 0.3 * v) / pitch
         tooth = np.abs(slant % 1.0 - 0.5) * 2  # (H, W) thread profile 0..1
-        tip = np.clip((shaft_len - su) / (0.09 * k), 0.25, 1.0)
+        tip = np.clip((shaft_len - su) / (0.09 * k), 0.25, 1.0)  # conical point
         radius = (r0 + 0.011 * k * (tooth - 0.5)) * tip
         length = shaft_len * end
-        shaft_a = np.clip(radius - np.abs(v) + 0.5, 0, 1) * np.clip(su + 0.5, 0, 1) * np.clip(length - su + 0.5, 0, 1)
-        n = np.clip(v / np.maximum(radius, 1e-3), -1, 1)
-        shaft_l = 0.3 + 0.5 * np.sqrt(1 - n * n) + 0.3 * np.exp(-(((n + 0.4) / 0.18) ** 2))
-        shaft_l = shaft_l * (0.78 + 0.22 * np.cos(2 * np.pi * slant))
-        chamfer = head_r - np.clip(0.03 * k - hu, 0, None)
-        head_a = (
-            np.clip(hu + 0.5, 0, 1) * np.clip(head_len - hu + 0.5, 0, 1) * np.clip(chamfer - np.abs(hv) + 0.5, 0, 1)
-        )
-        facet = np.floor((np.clip(hv / head_r, -0.999, 0.999) + 1) * 1.5)  # 0, 1, 2: three visible hex faces
-        head_l = np.choose(facet.astype(np.int64), [0.55, 0.92, 0.62]) + 0.04 * p.grain
+        alpha = np.clip(radius - np.abs(v) + 0.5, 0, 1) * np.clip(su + 0.5, 0, 1) * np.clip(length - su + 0.5, 0, 1)
+        n = np.clip(v / np.maximum(radius, 1e-3), -1, 1)  # (H, W) position across the cylinder, -1..1
+        level = 0.3 + 0.5 * np.sqrt(1 - n * n) + 0.3 * np.exp(-(((n + 0.4) / 0.18) ** 2))
+        return alpha, level * (0.78 + 0.22 * np.cos(2 * np.pi * slant))
+
+    @staticmethod
+    def _head(hu: np.ndarray, v: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
+        """Hex head (alpha, level) seen from the side: three visible faces and a chamfered top."""
+        length, radius = 0.1 * k, 0.13 * k
+        chamfer = radius - np.clip(0.03 * k - hu, 0, None)
+        alpha = np.clip(hu + 0.5, 0, 1) * np.clip(length - hu + 0.5, 0, 1) * np.clip(chamfer - np.abs(v) + 0.5, 0, 1)
+        facet = np.floor((np.clip(v / radius, -0.999, 0.999) + 1) * 1.5)  # 0, 1, 2
+        return alpha, np.choose(facet.astype(np.int64), [0.55, 0.92, 0.62])
+
+    def _parts(self, p: ObjectParams, bend: float = 0.0, end: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Screw (alpha, level), each (H, W); `bend` px tip offset, `end` the kept fraction of the shaft."""
+        k = p.size * p.scale
+        u, v = rotated(*coords((p.size, p.size)), p.centre, p.angle)
+        head0 = -0.33 * k
+        su = u - (head0 + 0.1 * k)  # (H, W) position along the shaft
+        bent_v = v - bend * np.clip((su - 0.2475 * k) / (0.3025 * k), 0, None) ** 2  # bends over the outer 55 %
+        shaft_a, shaft_l = self._shaft(su, bent_v, k, end)
+        head_a, head_l = self._head(u - head0, v, k)
         alpha = np.maximum(head_a, shaft_a)
-        level = np.where(head_a >= shaft_a, head_l, shaft_l + 0.03 * p.grain)
+        level = np.where(head_a >= shaft_a, head_l + 0.04 * p.grain, shaft_l + 0.03 * p.grain)
         return alpha.astype(np.float32), level.astype(np.float32)
 
     def support(self, p: ObjectParams) -> np.ndarray:
