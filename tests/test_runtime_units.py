@@ -204,3 +204,25 @@ def test_heartbeat_toggles_only_while_healthy():
     assert len(beat.transitions) - toggles_after == 1  # stopped toggling: only the final off on close
     assert beat.state is False and reject.state is False
     assert not any(on for _, on in reject.transitions)
+
+
+def test_status_line_rewrites_one_console_line():
+    import io
+
+    from lineside.runtime.stats import Rolling, StatusLine
+
+    class Console(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    latency = Rolling()
+    for value in range(1, 101):
+        latency.add(float(value))
+    assert latency.percentiles(50, 99) == pytest.approx([50.5, 99.01])
+    console = Console()
+    status = StatusLine(lambda: f"p99 {latency.percentiles(99)[0]:.1f} ms", console, period_s=0.02)
+    status.start()
+    time.sleep(0.2)
+    status.stop()
+    text = console.getvalue()
+    assert text.startswith("\rp99 99.0 ms\x1b[K") and text.endswith("\n") and text.count("\r") >= 3
