@@ -24,7 +24,7 @@ def plot_class_scores(result: ClassThreshold, good: np.ndarray, defect: np.ndarr
     values = [good] if defect is None or defect.size == 0 else [good, defect]
     low = min(float(v.min()) for v in values)
     high = max(max(float(v.max()) for v in values), result.threshold)
-    bins = np.linspace(low, high + 1e-9 * max(1.0, abs(high)), 60)  # (61,) shared bin edges
+    bins = np.linspace(low, high + 1e-9 * max(1.0, abs(high)), 61).tolist()  # 61 shared bin edges
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ax.hist(good, bins=bins, color="tab:green", alpha=0.6, label=f"good (n={good.size})")
     if defect is not None and defect.size:

@@ -104,3 +104,11 @@ def test_cli_input_errors_are_one_line(tmp_path, capsys):
     assert "--remote-dir must be a plain path" in capsys.readouterr().err
     assert main(["deploy", "--host", "a@b", str(Path(tmp_path) / "missing")]) == 2
     assert "bundle folder not found" in capsys.readouterr().err
+
+
+def test_missing_smoke_image_is_refused_before_connecting(tiny_bundle_factory, tmp_path, capsys):
+    bundle = tiny_bundle_factory(tmp_path / "b")
+    args = ["deploy", "--host", "a@192.0.2.1", "--smoke-image", str(tmp_path / "none.png"), str(bundle.path)]
+    assert main(args) == 2  # 192.0.2.1 (TEST-NET) is never contacted: the image check comes first
+    err = capsys.readouterr().err
+    assert "none.png" in err and "cannot reach" not in err

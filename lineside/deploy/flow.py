@@ -77,7 +77,8 @@ def deploy_bundle(bundle_path: Path, target: SshTarget, options: DeployOptions) 
     if not bundle.manifest.thresholds:
         print(f"WARNING: {bundle_path} has no calibrated thresholds: run `lineside calibrate` first", file=sys.stderr)
     files = bundle_files(bundle)
-    steps = Steps(total=8 + options.build_on_target + options.service)
+    frame = smoke_frame(bundle.manifest.input_size, load_image(options.smoke_image) if options.smoke_image else None)
+    steps = Steps(total=7 + options.build_on_target + options.service)
     steps.begin(f"connect to {target.label}")
     info = probe(target, options)
     steps.end(
@@ -91,13 +92,13 @@ def deploy_bundle(bundle_path: Path, target: SshTarget, options: DeployOptions) 
     steps.end()
     summary = {"version": version, "root": root_abs}
     try:
-        _stage_and_test(bundle, files, target, options, info, staging, steps, summary)
+        _stage_and_test(bundle, files, frame, target, options, info, staging, steps, summary)
+        steps.begin(f"switch current -> bundles/{version}")
+        switch = run_remote(target, scripts.PROMOTE_AND_SWITCH, root, staging, version)
+        summary["previous"] = _fields(_check(switch, "switch").stdout).get("previous", "")
     except BaseException:
         _discard(target, root, staging)
         raise
-    steps.begin(f"switch current -> bundles/{version}")
-    switched = _fields(_check(run_remote(target, scripts.PROMOTE_AND_SWITCH, root, staging, version), "switch").stdout)
-    summary["previous"] = switched.get("previous", "")
     steps.end(f"previous: {summary['previous'] or '-'}")
     if options.service:
         steps.begin("systemd unit")
@@ -116,6 +117,7 @@ def deploy_bundle(bundle_path: Path, target: SshTarget, options: DeployOptions) 
 def _stage_and_test(
     bundle: Bundle,
     files: dict[str, Path],
+    frame: bytes,
     target: SshTarget,
     options: DeployOptions,
     info: dict[str, str],
@@ -126,8 +128,6 @@ def _stage_and_test(
     """Copy, verify, build and smoke-test inside the staging folder."""
     root = options.remote_dir
     steps.begin(f"copy {len(files)} files")
-    image = load_image(options.smoke_image) if options.smoke_image else None
-    frame = smoke_frame(bundle.manifest.input_size, image)
     sent = upload(target, root, staging, files, {"smoke/frame.png": frame})
     steps.end(f"{sent / 1e6:.1f} MB")
     steps.begin("verify sha256 on the target")
