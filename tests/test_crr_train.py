@@ -20,7 +20,7 @@ def crr_data(synth_factory):
 @pytest.mark.slow
 def test_tiny_preset_trains_and_evaluates_clearly_better_than_chance(crr_data, tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["train", "--data", str(crr_data), "--model", "crr", "--preset", "tiny", "--out", str(run), "--threads", "2"]
+    argv = ["train", "--data", str(crr_data), "--model", "crr", "--preset", "tiny", "--out", str(run), "--threads", "1"]
     assert main(argv) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     mean = metrics["eval"]["mean"]

@@ -41,7 +41,7 @@ class CRRConfig:
     recon_weight: float = 0.7  # map = recon_weight * recon + (1 - recon_weight) * seg
     blur_sigma: float = 4.0
     top_fraction: float = 0.01
-    recon_epochs: int = 6
+    recon_epochs: int = 12
     seg_epochs: int = 2
     lr: float = 2e-3
     seg_lr: float = 1e-3
