@@ -145,9 +145,12 @@ def fit(model: AnomalyModel, data: TrainData, options: LoopOptions, eval_fn: Eva
     for index, stage in enumerate(stages):
         if index < state["stage"]:
             continue
-        first_epoch = state["epoch"] if index == state["stage"] else 0
-        opt_state = state.get("optimizer") if index == state["stage"] else None
-        _run_stage(model, prepared, stage, index, epochs[index], first_epoch, opt_state, options, history, eval_fn)
+        runner = _Stage(model, prepared, stage, index, epochs[index], options)
+        first_epoch = 0
+        if index == state["stage"] and state.get("optimizer") is not None:
+            runner.load_state(state["optimizer"])
+            first_epoch = state["epoch"]
+        _run_stage(runner, first_epoch, history, eval_fn)
     metrics = eval_fn(model) if eval_fn is not None and rank == 0 else {}
     if rank == 0:
         final_state = {"stage": len(stages), "epoch": 0, "history": history, "done": True}
@@ -156,71 +159,92 @@ def fit(model: AnomalyModel, data: TrainData, options: LoopOptions, eval_fn: Eva
     return TrainResult(history, time.perf_counter() - started, metrics)
 
 
-def _run_stage(
-    model: AnomalyModel,
-    prepared: PreparedSet,
-    stage: TrainingStage,
-    index: int,
-    n_epochs: int,
-    first_epoch: int,
-    opt_state: dict[str, Any] | None,
-    options: LoopOptions,
-    history: list[dict[str, Any]],
-    eval_fn: EvalFn | None,
-) -> None:
-    """Train one stage from `first_epoch`, saving a resumable checkpoint after every epoch."""
-    device = torch.device(options.device)
-    rank, world = _distributed()
-    trainable = {id(p) for p in stage.parameters}
-    for param in model.parameters():
-        param.requires_grad_(id(param) in trainable)
-    step_module: nn.Module = _StageStep(model, stage.loss)
-    if world > 1:
-        step_module = nn.parallel.DistributedDataParallel(step_module)
-    optimizer = torch.optim.AdamW(stage.parameters, lr=stage.lr, weight_decay=options.weight_decay)
-    batch_size = int(getattr(model.config, "batch_size", 8))
-    steps_per_epoch = math.ceil(math.ceil(len(prepared) / world) / batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(n_epochs * steps_per_epoch, options.warmup_fraction)
-    )
-    if opt_state is not None:
-        optimizer.load_state_dict(opt_state["optimizer"])
-        scheduler.load_state_dict(opt_state["scheduler"])
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    preprocess = Preprocess(model.mean, model.std).to(device)
-    for epoch in range(first_epoch, n_epochs):
+@dataclass
+class _Stage:
+    """Optimiser, schedule and step module of one stage; `epoch()` trains one epoch."""
+
+    model: AnomalyModel
+    prepared: PreparedSet
+    stage: TrainingStage
+    index: int
+    n_epochs: int
+    options: LoopOptions
+    step_module: nn.Module = field(init=False)
+    optimizer: torch.optim.Optimizer = field(init=False)
+    scheduler: torch.optim.lr_scheduler.LambdaLR = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.device = torch.device(self.options.device)
+        self.rank, world = _distributed()
+        trainable = {id(p) for p in self.stage.parameters}
+        for param in self.model.parameters():
+            param.requires_grad_(id(param) in trainable)
+        step: nn.Module = _StageStep(self.model, self.stage.loss)
+        self.step_module = nn.parallel.DistributedDataParallel(step) if world > 1 else step
+        self.optimizer = torch.optim.AdamW(
+            self.stage.parameters, lr=self.stage.lr, weight_decay=self.options.weight_decay
+        )
+        self.batch_size = int(getattr(self.model.config, "batch_size", 8))
+        steps = self.n_epochs * math.ceil(math.ceil(len(self.prepared) / world) / self.batch_size)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(steps, self.options.warmup_fraction)
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        self.preprocess = Preprocess(self.model.mean, self.model.std).to(self.device)
+
+    def load_state(self, opt_state: dict[str, Any]) -> None:
+        """Restore optimiser and schedule (resume)."""
+        self.optimizer.load_state_dict(opt_state["optimizer"])
+        self.scheduler.load_state_dict(opt_state["scheduler"])
+
+    def _step(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
+        autocast = (
+            torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda" else contextlib.nullcontext()
+        )
+        with autocast:
+            losses = self.step_module(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["loss"]).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {k: v.detach() for k, v in losses.items()}
+
+    def epoch(self, epoch: int) -> dict[str, Any]:
+        """Train one epoch; returns its log record (mean losses, lr, seconds)."""
         tick = time.perf_counter()
-        model.train()
-        torch.manual_seed(options.seed * 7919 + 1000 * index + epoch + 17 * rank)
-        variant = epoch % max(1, prepared.variants)
+        self.model.train()
+        torch.manual_seed(self.options.seed * 7919 + 1000 * self.index + epoch + 17 * self.rank)
+        variant = epoch % max(1, self.prepared.variants)
+        batches = list(_epoch_indices(len(self.prepared), self.options.seed, self.index, epoch, self.batch_size))
+        desc = f"{self.stage.name} {epoch + 1}/{self.n_epochs}"
         sums: dict[str, float] = {}
-        batches = list(_epoch_indices(len(prepared), options.seed, index, epoch, batch_size))
-        bar = tqdm(batches, desc=f"{stage.name} {epoch + 1}/{n_epochs}", disable=not options.progress or rank != 0)
-        for indices in bar:
-            batch = prepared.batch(indices, variant, preprocess, device)
-            autocast = (
-                torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else contextlib.nullcontext()
-            )
-            with autocast:
-                losses = step_module(batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["loss"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+        for indices in (bar := tqdm(batches, desc=desc, disable=not self.options.progress or self.rank != 0)):
+            losses = self._step(self.prepared.batch(indices, variant, self.preprocess, self.device))
             for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
-            bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}")
-        record: dict[str, Any] = {"stage": stage.name, "epoch": epoch + 1, "lr": scheduler.get_last_lr()[0]}
+                sums[key] = sums.get(key, 0.0) + float(value)
+            bar.set_postfix(loss=f"{float(losses['loss']):.4f}")
+        record: dict[str, Any] = {"stage": self.stage.name, "epoch": epoch + 1, "lr": self.scheduler.get_last_lr()[0]}
         record.update({k: v / max(1, len(batches)) for k, v in sums.items()})
         record["seconds"] = round(time.perf_counter() - tick, 2)
-        if eval_fn is not None and rank == 0 and options.eval_every and (epoch + 1) % options.eval_every == 0:
-            record["eval"] = eval_fn(model)
+        return record
+
+    def state(self, epoch: int, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """Resumable training state after `epoch` epochs of this stage."""
+        opt = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        return {"stage": self.index, "epoch": epoch, "history": history, "optimizer": opt, "done": False}
+
+
+def _run_stage(runner: _Stage, first_epoch: int, history: list[dict[str, Any]], eval_fn: EvalFn | None) -> None:
+    """Train one stage from `first_epoch`, saving a resumable checkpoint after every epoch."""
+    options = runner.options
+    for epoch in range(first_epoch, runner.n_epochs):
+        record = runner.epoch(epoch)
+        if eval_fn is not None and runner.rank == 0 and options.eval_every and (epoch + 1) % options.eval_every == 0:
+            record["eval"] = eval_fn(runner.model)
         history.append(record)
-        if rank == 0:
-            opt = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-            state = {"stage": index, "epoch": epoch + 1, "history": history, "optimizer": opt, "done": False}
-            save_checkpoint(options.out_dir / "model.pt", model, train_state=state)
+        if runner.rank == 0:
+            save_checkpoint(options.out_dir / "model.pt", runner.model, train_state=runner.state(epoch + 1, history))
             _write_log(options.out_dir, history)
-    for param in stage.parameters:
+    for param in runner.stage.parameters:
         param.requires_grad_(False)
