@@ -84,6 +84,8 @@ def summary(bundle_path: Path) -> str:
         f"  parity ORT fp32 vs torch on {parity['images']} images: map max err {parity['map_max_abs_err_rel']:.2e} "
         f"of range, score max err {parity['score_max_abs_err']:.2e}",
     ]
+    if not parity["real_images"]:
+        lines.append("  WARNING: no --data: parity ran on random images and accuracy was not measured")
     for name, result in report.get("accuracy", {}).items():
         mean = result["mean"]
         lines.append(
