@@ -78,6 +78,7 @@ def test_vit_and_wrn_need_a_weights_file_or_explicit_random_init():
     assert len(feats) == 8 and feats[0].shape == (1, 384, 16, 16)
 
 
+@pytest.mark.slow
 def test_user_weights_file_round_trip_and_bad_files(tmp_path):
     import timm
 
