@@ -153,7 +153,7 @@ def test_deploy_switch_redeploy_and_rollback(sshd, tiny_bundle_factory, tmp_path
     assert (root / "current" / "model.onnx").read_bytes() == (first.path / "model.onnx").read_bytes()
     out = capsys.readouterr().out
     assert "[1/7] connect to" in out and "verify sha256 on the target" in out and "2 files match" in out
-    assert "smoke inference on the target" in out and "verdict PASS, score" in out  # grey frame, threshold 0.25
+    assert "smoke inference on the target" in out and "verdict PASS at threshold 0.25, score" in out
 
     assert main([*sshd.args("--no-smoke", "--service", "--service-source", "0"), str(second.path)]) == 0
     versions = _version_dirs(root)

@@ -127,4 +127,6 @@ def _smoke_verdict(log: str) -> str:
         raise LinesideError(f"smoke inference on the target failed: {first.get('reason') or first}")
     infer = first.get("latency_ms", {}).get("infer")
     timing = f", inference {infer:.1f} ms" if isinstance(infer, (int, float)) else ""
-    return f"verdict {first['verdict']}, score {score:.4g}{timing}"
+    threshold = first.get("threshold")
+    at = f" at threshold {threshold:.4g}" if isinstance(threshold, (int, float)) and threshold < 1e29 else ""
+    return f"verdict {first['verdict']}{at}, score {score:.4g}{timing}"
