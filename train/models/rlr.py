@@ -128,24 +128,20 @@ class RLRConfig:
 PRESETS: dict[str, RLRConfig] = {
     # tests and smoke runs: Lite0 (real weights), 128 px, one narrow layer
     "tiny": RLRConfig(
-        backbone="efficientnet_lite0",
-        input_size=(128, 128),
-        dims=(32, 64),
-        heads=4,
-        layers=1,
-        ffn_ratio=2,
-        epochs=4,
-        lr=1e-3,
+        backbone="efficientnet_lite0", input_size=(128, 128), dims=(32, 64), heads=4, layers=1, ffn_ratio=2,
+        epochs=30, lr=5e-3, batch_size=8,
     ),
-    # the edge default: Lite2 (real weights), 256 px, trains on CPU in minutes from cached features
+    # the edge default: Lite2 (real weights), 256 px, one layer per level, trained on CPU from cached features
     "edge": RLRConfig(
-        backbone="efficientnet_lite2", input_size=(256, 256), dims=(128, 256), heads=8, layers=3, epochs=30, lr=5e-4
+        backbone="efficientnet_lite2", input_size=(256, 256), dims=(64, 128), heads=4, layers=1, ffn_ratio=2,
+        epochs=10, lr=5e-3, batch_size=4,
     ),
-    # the paper: EfficientNet-B6 from a user weights file, 4 layers, widths 256/512, 200 epochs at lr 1e-4
+    # the paper: EfficientNet-B6 from a user weights file, 4 layers, widths 256/512, 200 epochs, batch 4, lr 1e-4
     "paper": RLRConfig(
-        backbone="efficientnet_b6", input_size=(256, 256), dims=(256, 512), heads=8, layers=4, epochs=200, lr=1e-4
+        backbone="efficientnet_b6", input_size=(256, 256), dims=(256, 512), heads=8, layers=4, ffn_ratio=4,
+        epochs=200, lr=1e-4, batch_size=4,
     ),
-}
+}  # fmt: skip
 
 
 @register_model
