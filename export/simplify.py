@@ -6,12 +6,13 @@ Concat ops; folding them with the static export size leaves plain Conv/Pad chain
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,14 @@ def op_histogram(path: str | Path) -> dict[str, int]:
 
 @contextmanager
 def _stdout_silenced() -> Iterator[None]:
-    """Silence file descriptor 1: onnxsim's C++ core prints a line per op it cannot fold."""
+    """Silence stdout (Python and file descriptor 1): onnxsim prints a line per op it cannot fold."""
     sys.stdout.flush()
     saved = os.dup(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 1)
-        yield
+        with redirect_stdout(io.StringIO()):
+            yield
     finally:
         os.dup2(saved, 1)
         os.close(saved)
