@@ -108,21 +108,21 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class RLRConfig:
-    """RLR hyper-parameters; levels are the encoder's stride-8 and stride-16 features, in that order."""
+    """RLR hyper-parameters (defaults: the edge preset); levels are the encoder's stride-8 and stride-16 features."""
 
     backbone: str = "efficientnet_lite2"
     input_size: tuple[int, int] = (256, 256)
-    dims: tuple[int, int] = (128, 256)  # decoder width per level
+    dims: tuple[int, int] = (64, 128)  # decoder width per level
     windows: tuple[int, int] = (7, 5)  # local window side per level
-    heads: int = 8
-    layers: int = 3
-    ffn_ratio: int = 4
+    heads: int = 4
+    layers: int = 1
+    ffn_ratio: int = 2
     jitter_scale: float = 4.0
     jitter_prob: float = 1.0
     blur_sigma: float = 4.0
-    epochs: int = 30
-    lr: float = 1e-4
-    batch_size: int = 8
+    epochs: int = 10
+    lr: float = 5e-3
+    batch_size: int = 4
 
 
 PRESETS: dict[str, RLRConfig] = {
@@ -132,10 +132,7 @@ PRESETS: dict[str, RLRConfig] = {
         epochs=30, lr=5e-3, batch_size=8,
     ),
     # the edge default: Lite2 (real weights), 256 px, one layer per level, trained on CPU from cached features
-    "edge": RLRConfig(
-        backbone="efficientnet_lite2", input_size=(256, 256), dims=(64, 128), heads=4, layers=1, ffn_ratio=2,
-        epochs=10, lr=5e-3, batch_size=4,
-    ),
+    "edge": RLRConfig(),
     # the paper: EfficientNet-B6 from a user weights file, 4 layers, widths 256/512, 200 epochs, batch 4, lr 1e-4
     "paper": RLRConfig(
         backbone="efficientnet_b6", input_size=(256, 256), dims=(256, 512), heads=8, layers=4, ffn_ratio=4,
