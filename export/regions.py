@@ -20,6 +20,7 @@ _REDUCE_OPS = frozenset({"ReduceSum", "ReduceMean", "ReduceL2", "ReduceSumSquare
 _DISTANCE_OPS = frozenset({"Mul", "Sub", "Pow", "Abs"})  # a*b, (a-b)**2, |a-b| feeding a reduction
 _WIDEN_DEPTH = 2
 _NORM_DEPTH = 5
+_FEEDER_DEPTH = 6
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Regions:
     body: frozenset[str]
     tail: frozenset[str]
     first_weighted: str | None
+    tail_feeders: frozenset[str] = frozenset()  # body nodes that compute the tensors the distances compare
 
 
 def ensure_node_names(model: Any) -> None:
@@ -139,4 +141,23 @@ def find_regions(model: Any) -> Regions:
                 frontier.append((producer, depth + 1))
     body = {n.name for n in graph.node} - head - tail
     first = next((n.name for n in graph.node if n in weighted), None) if weighted else None
-    return Regions(frozenset(head), frozenset(body), frozenset(tail), first)
+    feeders = _tail_feeders(graph.node, tail, body, producers)
+    return Regions(frozenset(head), frozenset(body), frozenset(tail), first, frozenset(feeders))
+
+
+def _tail_feeders(nodes: Any, tail: set[str], body: set[str], producers: dict[str, Any]) -> set[str]:
+    """Body nodes within `_FEEDER_DEPTH` hops before the tail, each path stopping at its first weighted op.
+
+    These produce the encoder features and reconstructions that the distance maps compare; computing them
+    in FP32 keeps FP16 rounding out of small feature distances (the last layers stay in higher precision).
+    """
+    feeders: set[str] = set()
+    frontier = [(producers[i], 0) for n in nodes if n.name in tail for i in n.input if i in producers]
+    while frontier:
+        node, depth = frontier.pop()
+        if node.name not in body or node.name in feeders or depth >= _FEEDER_DEPTH:
+            continue
+        feeders.add(node.name)
+        if node.op_type not in WEIGHTED_OPS:
+            frontier.extend((producers[i], depth + 1) for i in node.input if i in producers)
+    return feeders

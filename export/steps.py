@@ -142,11 +142,16 @@ def _fp16(
     stages.start("fp16")
     model = onnx.load(str(work / "fp32.onnx"))
     regions = find_regions(model)
-    half = check_model(convert_to_fp16(model, regions.body))
+    half = check_model(convert_to_fp16(model, regions.body - regions.tail_feeders))
     onnx.save(half, str(work / "fp16.onnx"))
     out = run_images(cpu_session(work / "fp16.onnx", threads=options.threads), images)
     report["fp16"] = {
-        "regions": {"head": len(regions.head), "body_fp16": len(regions.body), "tail_fp32": len(regions.tail)},
+        "regions": {
+            "head": len(regions.head),
+            "body_fp16": len(regions.body - regions.tail_feeders),
+            "tail_feeders_fp32": len(regions.tail_feeders),
+            "tail_fp32": len(regions.tail),
+        },
         "map_max_abs_err_rel_vs_fp32": relative_error(out.maps, fp32_out.maps),
         "score_max_abs_err_vs_fp32": float(np.abs(out.scores - fp32_out.scores).max()),
     }
