@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_bench_bundles_side_by_side(tiny_run_factory, export_data, tmp_path, capsys) -> None:
-    checkpoint = str(tiny_run_factory("rlr"))
+    checkpoint = str(tiny_run_factory("crr"))
     bundles = []
     for precision in ("fp32", "int8"):
         out = tmp_path / precision
@@ -28,19 +28,19 @@ def test_bench_bundles_side_by_side(tiny_run_factory, export_data, tmp_path, cap
     argv = ["bench", *bundles, "--data", str(export_data), "--runs", "12", "--warmup", "1", "--report", str(report)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "rlr ort fp32" in printed and "rlr ort int8 u8s8" in printed and "p99 ms" in printed
+    assert "crr ort fp32" in printed and "crr ort int8 u8s8" in printed and "p99 ms" in printed
     doc = json.loads((report / "results.json").read_text())
     assert doc["schema"] == "lineside-bench/1" and doc["runs"] == 12
     rows = {row["name"]: row for row in doc["variants"]}
-    assert set(rows) == {"rlr ort fp32", "rlr ort int8 u8s8", "rlr ort int8 s8s8"}
+    assert set(rows) == {"crr ort fp32", "crr ort int8 u8s8", "crr ort int8 s8s8"}
     for row in rows.values():
         latency = row["latency"]
         assert len(row["latencies_ms"]) == 12
         assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] <= latency["max_ms"]
         assert 0.5 < row["accuracy"]["image_auroc"] <= 1.0 and "aupro" in row["accuracy"]
-    assert rows["rlr ort fp32"]["speedup_vs_ort_fp32"] == 1.0
-    assert rows["rlr ort fp32"]["image_auroc_drop_points"] == 0.0
-    assert rows["rlr ort int8 u8s8"]["size_bytes"] < rows["rlr ort fp32"]["size_bytes"]
+    assert rows["crr ort fp32"]["speedup_vs_ort_fp32"] == 1.0
+    assert rows["crr ort fp32"]["image_auroc_drop_points"] == 0.0
+    assert rows["crr ort int8 u8s8"]["size_bytes"] < rows["crr ort fp32"]["size_bytes"]
     for png in ("latency.png", "accuracy_latency.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
