@@ -12,7 +12,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,25 +43,29 @@ def op_histogram(path: str | Path) -> dict[str, int]:
 
 
 @contextmanager
-def _stdout_silenced() -> Iterator[None]:
-    """Silence stdout (Python and file descriptor 1): onnxsim prints a line per op it cannot fold."""
+def _output_silenced() -> Iterator[None]:
+    """Silence stdout and stderr (Python and file descriptors): onnxsim's C++ core warns once per op it
+    cannot fold; its failures still raise, and the fallback logs them."""
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 1)
-        with redirect_stdout(io.StringIO()):
+        for fd in saved:
+            os.dup2(devnull, fd)
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
             yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
         os.close(devnull)
 
 
 def _onnxsim(model: Any) -> Any:
     import onnxsim
 
-    with _stdout_silenced():
+    with _output_silenced():
         simplified, ok = onnxsim.simplify(model)
     if not ok:
         raise RuntimeError("onnxsim's own output check failed")
