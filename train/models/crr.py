@@ -42,9 +42,9 @@ class CRRConfig:
     blur_sigma: float = 4.0
     top_fraction: float = 0.01
     recon_epochs: int = 12
-    seg_epochs: int = 2
+    seg_epochs: int = 4
     lr: float = 2e-3
-    seg_lr: float = 1e-3
+    seg_lr: float = 5e-3
     batch_size: int = 8
     defect_variants: int = 2  # pre-synthesised defects per training image (features cached)
 
@@ -59,7 +59,7 @@ PRESETS: dict[str, CRRConfig] = {
         recon_epochs=8,
         seg_epochs=2,
         lr=2e-3,
-        seg_lr=2e-3,
+        seg_lr=5e-3,
         defect_variants=2,
     ),  # fmt: skip
     "edge": CRRConfig(),  # EfficientNet-Lite2 (real weights), 256 px, 32x32 grid: trains on CPU in minutes
@@ -216,5 +216,5 @@ class CRR(AnomalyModel):
         ce = F.binary_cross_entropy_with_logits(logits, masks, reduction="none")
         p = torch.sigmoid(logits)
         p_true = p * masks + (1 - p) * (1 - masks)
-        focal = (ce * (1 - p_true) ** 2).mean()
+        focal = (ce * (1 - p_true) ** 2).sum() / masks.sum().clamp_min(1.0)  # RetinaNet: per defect pixel
         return {"loss": focal, "focal": focal.detach()}
