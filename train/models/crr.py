@@ -74,7 +74,7 @@ PRESETS: dict[str, CRRConfig] = {
         recon_epochs=100,
         seg_epochs=10,
         lr=2e-3,
-        seg_lr=1e-3,
+        seg_lr=5e-3,
         batch_size=16,
     ),  # fmt: skip
 }
