@@ -209,5 +209,6 @@ def test_installed_wheel_inspects_a_line_without_torch(wheel_venv: Path, tmp_pat
     result = run([wheel_venv / "lineside", "run", bundle, "--source", video, "--log", log, "--quiet"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("10 parts: 8 PASS, 2 REJECT, 0 ERROR")
-    verdicts = [json.loads(line)["verdict"] for line in log.read_text().splitlines()]
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    verdicts = [record["verdict"] for record in records if record["type"] == "part"]
     assert len(verdicts) == 10
