@@ -143,6 +143,7 @@ def test_int8_flavours_have_the_right_qdq_types(fp32_graph: Path, tmp_path: Path
         assert np.abs(out.maps - ref.maps).max() < 0.25 * np.ptp(ref.maps)
 
 
+@pytest.mark.slow
 def test_static_same_padding_removes_shape_ops_and_keeps_outputs() -> None:
     import io
 
