@@ -45,20 +45,23 @@ from pathlib import Path
 from lineside.data import load_image, open_dataset
 from lineside.synth.video import write_parts_video
 demo, category = Path(sys.argv[1]), sys.argv[2]
-samples = sorted(open_dataset(demo / "data").select(split="test", category=category), key=lambda s: s.image_path.name)
-parts = samples[:6] + [s for s in samples if s.label][:4] + samples[6:12]
-write_parts_video(demo / "parts.avi", [load_image(s.image_path) for s in parts], fps=10)
+samples = open_dataset(demo / "data").select(split="test", category=category)
+good = sorted((s for s in samples if not s.label), key=lambda s: s.image_path.name)[:10]
+defect = sorted((s for s in samples if s.label), key=lambda s: str(s.image_path))[::3][:6]
+parts = good[:3] + defect[:2] + good[3:6] + defect[2:4] + good[6:] + defect[4:]
+write_parts_video(demo / "parts.avi", [load_image(s.image_path) for s in parts], fps=10, codec="FFV1")
 (demo / "parts.json").write_text(json.dumps([{"part": i, "defect": s.label, "file": s.image_path.name} for i, s in enumerate(parts)]))
 print(f"wrote {len(parts)} parts ({sum(s.label for s in parts)} defective) to {demo / 'parts.avi'}")
 PY
 socat -d -d pty,raw,echo=0,link="$DEMO/relay" pty,raw,echo=0,link="$DEMO/plc" 2>"$DEMO/socat.log" &
 SOCAT=$!
-trap 'kill $SOCAT 2>/dev/null || true' EXIT
+trap 'kill $SOCAT ${READER:-} 2>/dev/null || true' EXIT
 for _ in $(seq 50); do [ -e "$DEMO/plc" ] && break; sleep 0.1; done
-timeout 60 cat "$DEMO/plc" >"$DEMO/relay_bytes.txt" &
+timeout 60 cat "$DEMO/plc" >"$DEMO/relay_bytes.txt" 2>/dev/null &
+READER=$!
 lineside run "$DEMO/bundle" --source "$DEMO/parts.avi" --class "$CATEGORY" \
     --actuator "serial://$(readlink -f "$DEMO/relay")?baud=9600&on=REJECT&off=OK" \
-    --delay-ms 200 --pulse-ms 50 --log "$DEMO/results.jsonl" --summary "$DEMO/summary.json" --save-rejects "$DEMO/rejects"
+    --rate 5 --delay-ms 400 --pulse-ms 100 --log "$DEMO/results.jsonl" --summary "$DEMO/summary.json" --save-rejects "$DEMO/rejects"
 sleep 0.5
 step "results"
 python - "$DEMO" <<'PY'
@@ -72,7 +75,8 @@ print(f"{'part':>4} {'truth':>6} {'score':>8} {'threshold':>9} verdict")
 for r in rows:
     score = r.get("score")
     print(f"{r['part_id']:>4} {'defect' if truth.get(r['part_id']) else 'good':>6} "
-          f"{score if score is None else round(score, 4)!s:>8} {r.get('threshold')!s:>9} {r['verdict']}")
+          f"{score if score is None else round(score, 4)!s:>8} {r.get('threshold') or float('nan'):>9.4f} {r['verdict']}")
 print(f"{len(rows)} decisions logged for {len(truth)} parts")
 PY
-echo "relay received: $(tr '\n' ' ' <"$DEMO/relay_bytes.txt" | head -c 400)"
+kill "$READER" 2>/dev/null || true
+echo "virtual relay received: $(tr '\n' ' ' <"$DEMO/relay_bytes.txt" | head -c 400)"

@@ -11,14 +11,19 @@ import numpy as np
 from lineside.errors import LinesideError
 
 
-def write_parts_video(path: str | Path, images: Iterable[np.ndarray], fps: float = 10.0, repeat: int = 1) -> int:
-    """Write (H, W, 3) uint8 BGR frames (all the same size) to an MJPG `.avi`; each image is held `repeat` frames.
+def write_parts_video(
+    path: str | Path, images: Iterable[np.ndarray], fps: float = 10.0, repeat: int = 1, codec: str = "MJPG"
+) -> int:
+    """Write (H, W, 3) uint8 BGR frames (all the same size) to an `.avi`; each image is held `repeat` frames.
+
+    `codec` is a FourCC: "MJPG" (lossy, like most cameras) or a lossless one such as "FFV1" (frames read back
+    bit-exact, so scores match the still images).
 
     Returns the number of frames written. The file is written to a temporary name and renamed when complete.
     """
     target = Path(path)
     if target.suffix.lower() != ".avi":
-        raise LinesideError(f"{target}: write_parts_video writes MJPG in an .avi container; use a .avi path")
+        raise LinesideError(f"{target}: write_parts_video writes an .avi container; use a .avi path")
     if fps <= 0 or repeat < 1:
         raise LinesideError(f"fps must be > 0 and repeat >= 1 (got fps={fps}, repeat={repeat})")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -31,9 +36,9 @@ def write_parts_video(path: str | Path, images: Iterable[np.ndarray], fps: float
                 raise LinesideError(f"video frames must be (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
             height, width = image.shape[:2]
             if writer is None:
-                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
+                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*codec), fps, (width, height))
                 if not writer.isOpened():
-                    raise LinesideError(f"OpenCV cannot write MJPG video to {partial}")
+                    raise LinesideError(f"OpenCV cannot write {codec} video to {partial}")
                 size = (height, width)
             if (height, width) != size:
                 raise LinesideError(f"all video frames must be {size[0]}x{size[1]}, got {height}x{width}")
