@@ -67,7 +67,8 @@ def test_export_then_build(
         assert set(report["counts"]) <= {"fp32", "other"}
     elif precision == "fp16":
         assert convs.get("fp16", 0) >= 0.8 * sum(convs.values()) and "int8" not in report["counts"]
-        assert matmuls.get("fp16", 0) == sum(matmuls.values()) > 0
+        # the export keeps the few MatMul/Gemm that produce the compared features in FP32 (scoring tail)
+        assert matmuls.get("fp16", 0) >= 0.75 * sum(matmuls.values()) > 0
     else:
         assert convs.get("int8", 0) >= 0.7 * sum(convs.values()) and matmuls.get("int8", 0) > 0
         assert "fp16" not in report["counts"] and report["int8_tensors"] > 100
