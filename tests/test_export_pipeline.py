@@ -14,9 +14,8 @@ pytest.importorskip("onnxruntime")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MODELS = ("crr", "rlr")
-# CRR's tiny run ranks (above 0.6 here); RLR's tiny preset, 4 epochs on 8 images per category, does not rank yet
-# (I-AUROC 0.35 measured), so for RLR only the comparisons against its own FP32 graph are asserted.
-MIN_AUROC = {"crr": 0.6, "rlr": 0.0}
+# Both tiny runs rank clearly better than chance (CRR above 0.6; RLR, 200 epochs, 0.98 measured).
+MIN_AUROC = {"crr": 0.6, "rlr": 0.6}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +61,8 @@ def test_fp16_bundle_is_half_in_the_body_and_within_0_1_point(bundles, name: str
     counts = report["nodes"]["model.onnx"]["compute_ops_by_precision"]
     assert counts["float16"] > counts.get("float32", 0)
     fp32_size = _report(bundles(name, "fp32"))["file_sizes"]["model.onnx"]
-    assert report["file_sizes"]["model.onnx"] < 0.6 * fp32_size
+    # the scoring tail's feeders (and RLR's learnable references they compare against) keep FP32 weights
+    assert report["file_sizes"]["model.onnx"] < 0.7 * fp32_size
 
 
 @pytest.mark.parametrize("name", MODELS)
