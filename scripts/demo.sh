@@ -10,7 +10,11 @@ cd "$(dirname "$0")/.."
 DEMO=${DEMO_DIR:-demo}
 PRESET=${PRESET:-tiny}
 CATEGORY=${CATEGORY:-washer}
-rm -rf "$DEMO" && mkdir -p "$DEMO"
+if [ -e "$DEMO" ] && [ ! -e "$DEMO/.lineside-demo" ] && [ -n "$(ls -A "$DEMO")" ]; then
+    echo "$DEMO exists and is not a lineside demo folder: set DEMO_DIR to a new folder" >&2
+    exit 2
+fi
+rm -rf "$DEMO" && mkdir -p "$DEMO" && touch "$DEMO/.lineside-demo"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1/7 synthetic data set (6 categories, MVTec layout, exact masks) + held-out good $CATEGORY parts"
