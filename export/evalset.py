@@ -26,6 +26,17 @@ class EvalSet:
         return len(self.images)
 
 
+def one_pair_points(eval_set: EvalSet) -> float:
+    """Smallest mean I-AUROC drop (points) the set can show: one swapped good/defect pair in its largest category."""
+    categories = np.array(eval_set.categories)
+    costs = []
+    for category in sorted(set(eval_set.categories)):
+        labels = eval_set.labels[categories == category]
+        pairs = int((labels == 0).sum()) * int((labels == 1).sum())
+        costs.append(100.0 / pairs if pairs else 0.0)
+    return min(costs) / len(costs) if costs else 0.0
+
+
 def load_eval_set(root: str | Path, size: tuple[int, int], *, limit_per_category: int | None = None) -> EvalSet:
     """Read the test split of a data set (MVTec, VisA or folder layout) at `size` (H, W)."""
     from lineside.data import open_dataset

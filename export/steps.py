@@ -133,7 +133,7 @@ def _fp16(
 ) -> Path:
     import onnx
 
-    from lineside.export.evalset import accuracy
+    from lineside.export.evalset import accuracy, one_pair_points
     from lineside.export.fp16 import convert_to_fp16
     from lineside.export.pipeline import FP16_MAX_DROP, drop_points, relative_error
     from lineside.export.regions import find_regions
@@ -159,8 +159,13 @@ def _fp16(
         report["accuracy"]["fp16"] = accuracy(eval_set, out.scores, out.maps)
         drop = drop_points(report["accuracy"]["fp32"], report["accuracy"]["fp16"])
         report["fp16"]["image_auroc_drop_points"] = drop
-        if drop > FP16_MAX_DROP:
-            raise RuntimeError(f"FP16 loses {drop:.3f} I-AUROC points (limit {FP16_MAX_DROP}): conversion is broken")
+        # A drop finer than one swapped good/defect pair cannot be measured on this eval set: on a small set the
+        # limit is that resolution (recorded), on the synthetic default set (20 x 20 pairs x 6 classes) it is 0.1.
+        resolution = one_pair_points(eval_set)
+        limit = max(FP16_MAX_DROP, resolution)
+        report["fp16"].update(drop_limit_points=limit, eval_resolution_points=resolution)
+        if drop > limit + 1e-9:
+            raise RuntimeError(f"FP16 loses {drop:.3f} I-AUROC points (limit {limit:.3f}): conversion is broken")
     return work / "fp16.onnx"
 
 
