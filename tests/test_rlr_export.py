@@ -7,25 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rlr_support import TINY
 
 from lineside.train.models.base import OUTPUT_NAMES
-from lineside.train.models.rlr import RLR, ReferenceDecoder, RLRConfig
+from lineside.train.models.rlr import RLR, ReferenceDecoder
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 torch.set_num_threads(2)
-
-CONFIG = RLRConfig(
-    backbone="efficientnet_lite0",
-    input_size=(96, 96),
-    dims=(32, 64),
-    windows=(7, 5),
-    heads=4,
-    layers=2,
-    epochs=1,
-    lr=1e-3,
-)
 
 
 def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
@@ -58,13 +48,13 @@ def test_decoder_graph_is_plain_matmul_add_softmax(tmp_path: Path) -> None:
 
 def test_full_model_onnx_matches_torch(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = RLR(CONFIG, ["a"], random_init_backbone=True).eval()
+    model = RLR(TINY, ["a"], random_init_backbone=True).eval()
     images = torch.randn(2, 3, 96, 96)
     path = tmp_path / "rlr.onnx"
     _export(model, images, path, list(OUTPUT_NAMES))
     graph = onnx.load(str(path)).graph
     assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
-    assert [n.op_type for n in graph.node].count("Softmax") == 2 * 2 * CONFIG.layers
+    assert [n.op_type for n in graph.node].count("Softmax") == 2 * 2 * TINY.layers
     anomaly_map, score = _session(path).run(None, {"input": images.numpy()})
     with torch.no_grad():
         expected = model(images)

@@ -5,24 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from rlr_support import TINY
 from scipy.ndimage import gaussian_filter
 
 from lineside.train.models.base import MODELS, TrainBatch
-from lineside.train.models.rlr import RLR, RLRConfig, sincos_2d
+from lineside.train.models.rlr import RLR, sincos_2d
 
 torch.set_num_threads(2)
-
-# A real frozen EfficientNet-Lite0 with random weights (fast to build, no weights file needed).
-TINY = RLRConfig(
-    backbone="efficientnet_lite0",
-    input_size=(96, 96),
-    dims=(32, 64),
-    windows=(7, 5),
-    heads=4,
-    layers=2,
-    epochs=1,
-    lr=1e-3,
-)
 
 
 @pytest.fixture(scope="module")
