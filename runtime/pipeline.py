@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -52,6 +53,13 @@ class Counters:
         return sum(self.verdicts.values())
 
 
+class DecisionObserver(Protocol):
+    """Sees every logged decision (e.g. the dashboard). Called on the line's threads: it must only store references."""
+
+    def decided(self, record: dict[str, Any], image: np.ndarray | None, anomaly_map: np.ndarray | None) -> None:
+        """`record` is the results-log line; `image` (H, W, 3) BGR and `anomaly_map` (H, W) when there are any."""
+
+
 class Pipeline:
     """Wires a capture, a backend, an ejector and the logs; `run()` blocks until the line stops."""
 
@@ -69,6 +77,7 @@ class Pipeline:
         queue_size: int = 4,
         rejects: RejectStore | None = None,
         track: EncoderTrack | None = None,
+        observer: DecisionObserver | None = None,
     ) -> None:
         self.capture = capture
         self.backend = backend
@@ -76,6 +85,7 @@ class Pipeline:
         self.threshold = threshold
         self.paced = paced
         self.rejects = rejects
+        self.observer = observer
         self.ejector = Ejector(actuator, ejector, self._on_timeout, heartbeat, self.healthy, track)
         self.counters = Counters()
         self.total_ms = Rolling()
@@ -114,7 +124,9 @@ class Pipeline:
         if problem is not None:
             in_time = self.ejector.register(frame.part_id, frame.capture_mono, Verdict.ERROR)
             late = "" if in_time else "; it had passed the ejector, NOT rejected"
-            self._record(frame, Verdict.ERROR, f"bad frame: {problem}{late}", None, {}, ejected=in_time)
+            self._record(
+                frame, Verdict.ERROR, f"bad frame: {problem}{late}", None, {}, ejected=in_time, image=frame.image
+            )
             if self.rejects is not None and frame.image is not None:
                 self.rejects.submit(frame.part_id, frame.image, None, self.threshold)
             return
@@ -227,7 +239,7 @@ class Pipeline:
                 }
             )
             return
-        self._record(frame, verdict, reason, score, latency or {})
+        self._record(frame, verdict, reason, score, latency or {}, image=image, anomaly_map=anomaly_map)
         if self.rejects is not None and verdict is not Verdict.PASS and image is not None:
             self.rejects.submit(frame.part_id, image, anomaly_map, self.threshold)
 
@@ -239,7 +251,9 @@ class Pipeline:
                 return
             self.counters.timeouts += 1
         deadline_ms = self.ejector.config.deadline_s * 1000
-        self._record(frame, Verdict.ERROR, f"timeout: no verdict within {deadline_ms:.0f} ms", None, {})
+        self._record(
+            frame, Verdict.ERROR, f"timeout: no verdict within {deadline_ms:.0f} ms", None, {}, image=frame.image
+        )
 
     def _record(
         self,
@@ -249,6 +263,8 @@ class Pipeline:
         score: float | None,
         latency: dict[str, float],
         ejected: bool = True,
+        image: np.ndarray | None = None,
+        anomaly_map: np.ndarray | None = None,
     ) -> None:
         now = time.monotonic()
         with self._lock:
@@ -260,20 +276,21 @@ class Pipeline:
             self.total_ms.add(total)
         rejected = ejected and self.ejector.config.rejects(verdict)
         eject = self.ejector.eject_target(frame.capture_mono, now) if rejected else {}
-        self.results.write(
-            {
-                "type": "part",
-                "part_id": frame.part_id,
-                "capture_time": frame.capture_time,
-                "decision_time": time.time(),
-                "verdict": verdict.value,
-                "score": score,
-                "threshold": self.threshold,
-                "reason": reason,
-                **eject,
-                "latency_ms": {key: round(value, 3) for key, value in latency.items()},
-            }
-        )
+        record = {
+            "type": "part",
+            "part_id": frame.part_id,
+            "capture_time": frame.capture_time,
+            "decision_time": time.time(),
+            "verdict": verdict.value,
+            "score": score,
+            "threshold": self.threshold,
+            "reason": reason,
+            **eject,
+            "latency_ms": {key: round(value, 3) for key, value in latency.items()},
+        }
+        self.results.write(record)
+        if self.observer is not None:
+            self.observer.decided(record, image, anomaly_map)
 
     # ---- run ---------------------------------------------------------------------------------------------
     def run(self) -> Counters:
