@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from lineside import __version__
 from lineside.errors import LinesideError
 
-COMMANDS: tuple[str, ...] = ("synth", "train", "eval", "export", "build", "calibrate", "run", "bench", "deploy")
+COMMANDS: tuple[str, ...] = (
+    "synth", "train", "eval", "export", "build", "calibrate", "run", "review", "bench", "deploy",
+)  # fmt: skip
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1

@@ -18,6 +18,8 @@ from lineside.bundle import load_bundle
 from lineside.errors import LinesideError
 from lineside.runtime.actuators.base import Actuator, open_actuator
 from lineside.runtime.backends.base import open_backend
+from lineside.runtime.dashboard.live import LiveDashboard
+from lineside.runtime.dashboard.server import parse_address
 from lineside.runtime.decision import resolve_threshold
 from lineside.runtime.ejector import EjectorConfig
 from lineside.runtime.encoder import EncoderTrack, ModbusCounter
@@ -53,6 +55,7 @@ class RunOptions:
     save_rejects: Path | None = None
     save_cap_bytes: int = 500 * 1024 * 1024
     status: bool = True
+    dashboard: str | None = None  # HOST:PORT of the live web page (off by default)
 
 
 def check_options(options: RunOptions) -> None:
@@ -78,6 +81,8 @@ def check_options(options: RunOptions) -> None:
         raise LinesideError("--delay-counts must be > 0")
     if options.queue_size < 1:
         raise LinesideError("--queue must be >= 1")
+    if options.dashboard is not None:
+        parse_address(options.dashboard)
 
 
 @contextmanager
@@ -120,7 +125,16 @@ def _start_event(options: RunOptions, model: str, backend: str, threshold: float
         "type": "event", "event": "start", "time": time.time(), "bundle": str(options.bundle), "model": model,
         "backend": backend, "source": options.source, "actuator": options.actuator, "threshold": threshold,
         "delay_ms": eject.delay_s * 1000, "delay_counts": eject.delay_counts, "pulse_ms": eject.pulse_s * 1000,
-        "deadline_ms": eject.deadline_s * 1000, "fail_open": eject.fail_open,
+        "deadline_ms": eject.deadline_s * 1000, "fail_open": eject.fail_open, "class": options.class_name,
+        "save_rejects": str(options.save_rejects.resolve()) if options.save_rejects else None,
+    }  # fmt: skip
+
+
+def _page_info(options: RunOptions, model: str, backend: str, threshold: float) -> dict[str, Any]:
+    """What the dashboard's title shows about this run."""
+    return {
+        "bundle": options.bundle.name, "model": model, "backend": backend, "source": options.source,
+        "threshold": threshold, "class": options.class_name,
     }  # fmt: skip
 
 
@@ -136,7 +150,9 @@ def run_line(options: RunOptions) -> dict[str, Any]:
     providers = list(options.providers) if options.providers else None
     outputs: list[Actuator] = []
     counter = ModbusCounter(options.encoder) if options.encoder else None
+    dashboard: LiveDashboard | None = None
     try:
+        dashboard = LiveDashboard(options.dashboard) if options.dashboard else None
         backend = open_backend(bundle, options.backend, options.engine, providers, options.threads)
         with backend:
             warm_ms = backend.warmup(options.warmup)
@@ -160,7 +176,10 @@ def run_line(options: RunOptions) -> dict[str, Any]:
                 capture, backend, results, threshold, options.ejector, outputs[0],
                 heartbeat=outputs[1] if options.heartbeat else None, paced=source.live or options.capture.rate is not None,
                 queue_size=options.queue_size, rejects=rejects, track=EncoderTrack(counter) if counter else None,
+                observer=dashboard.feed if dashboard else None,
             )  # fmt: skip
+            if dashboard is not None:
+                dashboard.start(pipeline, _page_info(options, bundle.manifest.model, backend.name, threshold))
             status = StatusLine(pipeline.status) if options.status else None
             with _signals(pipeline):
                 if status is not None:
@@ -176,6 +195,8 @@ def run_line(options: RunOptions) -> dict[str, Any]:
             return summary
     finally:
         capture.stop.set()
+        if dashboard is not None:
+            dashboard.stop()
         if counter is not None:
             counter.close()
         for output in outputs:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install lineside for development on a fresh Debian/Ubuntu machine (CPU only):
-#   Debian tools the tests and the demo use (socat: virtual serial pairs; openssh-server: deploy tests),
+#   Debian tools the tests and the demo use (socat: virtual serial pairs; openssh-server: deploy tests;
+#   chromium + chromium-driver: the dashboard's headless-browser test),
 #   a virtual environment in .venv with PyTorch (CPU use), ONNX tooling, TensorRT-RTX (AOT engine builds),
 #   PLC libraries and the test tools, and lineside itself in editable mode.
 set -euo pipefail
@@ -10,11 +11,13 @@ missing=()
 command -v socat >/dev/null || missing+=(socat)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null || missing+=(openssh-client)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else sudo=(false); fi
     echo "installing Debian packages: ${missing[*]}"
     if ! { "${sudo[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}"; }; then
-        echo "warning: could not install ${missing[*]}; serial/deploy tests will be skipped" >&2
+        echo "warning: could not install ${missing[*]}; serial/deploy/browser tests will be skipped" >&2
     fi
 fi
 
@@ -25,5 +28,5 @@ PYTHON=${PYTHON:-python3}
 python -m pip install -q --upgrade pip
 # torchvision (needed by timm) pairs with this torch build; it runs on the CPU.
 python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install -q -e ".[train,export,tensorrt-rtx,plc,deploy,report,dev]"
+python -m pip install -q -e ".[train,export,tensorrt-rtx,plc,deploy,report,dashboard,dev]"
 echo "lineside installed: $(lineside --version)  (activate with: . .venv/bin/activate)"

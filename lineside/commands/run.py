@@ -63,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-cap-mb", type=float, default=500.0, help="disk cap of --save-rejects (default 500)")
     parser.add_argument("--summary", type=Path, help="write the run summary JSON here")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument(
+        "--dashboard",
+        metavar="HOST:PORT",
+        help="serve a read-only live web page here, e.g. 127.0.0.1:8080 (off by default; pip install 'lineside[dashboard]')",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         save_rejects=args.save_rejects,
         save_cap_bytes=int(args.save_cap_mb * 1024 * 1024),
         status=not args.quiet,
+        dashboard=args.dashboard,
     )
     summary = run_line(options)
     if args.summary:
