@@ -1,68 +1,87 @@
-"""`lineside bench`: latency and accuracy per precision, side by side in one run."""
+"""`lineside bench`: latency per stage, backend and precision, accuracy and memory, side by side in one run."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lineside.bundle import PRECISIONS
-from lineside.errors import LinesideError, missing_extra
+from lineside.export.bench.options import (
+    BACKENDS,
+    DEFAULT_ACTUATOR,
+    DEFAULT_CAMERA,
+    BenchOptions,
+    parse_backends,
+    parse_batch_sizes,
+    parse_camera,
+    parse_choices,
+)
 
-HELP = "Benchmark latency and accuracy per precision (ORT CPU, torch eager for a run), side by side."
+HELP = "Benchmark latency (per stage, backend, precision, batch), accuracy and memory side by side in one run."
+CAMERA = "x".join(map(str, DEFAULT_CAMERA))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lineside bench`."""
     parser.add_argument(
-        "targets", nargs="+", type=Path, help="bundle folder(s) of one model, or one run folder / model.pt"
+        "targets",
+        nargs="+",
+        type=Path,
+        help="bundle folder(s) of one model, and/or its run folder / model.pt (alone: exported at each precision)",
     )
     parser.add_argument(
         "--precisions", default=",".join(PRECISIONS), help="comma-separated subset of fp32,fp16,int8 (default: all)"
     )
-    parser.add_argument("--report", type=Path, help="folder for results.json and plots (default: print only)")
-    parser.add_argument("--data", type=Path, help="data set whose test split measures accuracy per precision")
-    parser.add_argument("--runs", type=int, default=100, help="timed rounds; each runs every variant once (100)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed runs per variant first (5)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads per backend (2)")
+    parser.add_argument(
+        "--backends",
+        help=f"comma-separated subset of {','.join(BACKENDS)}; each one named must run (default: all that apply here)",
+    )
+    parser.add_argument(
+        "--report", type=Path, help="folder for results.json, plots and report.md (default: print only)"
+    )
+    parser.add_argument("--data", type=Path, help="data set whose test split measures accuracy per variant")
     parser.add_argument("--eval-limit", type=int, help="at most this many test images per category")
-
-
-def parse_precisions(text: str) -> tuple[str, ...]:
-    """'fp32,int8' -> ('fp32', 'int8'); LinesideError on anything else."""
-    chosen = tuple(p.strip() for p in text.split(",") if p.strip())
-    unknown = [p for p in chosen if p not in PRECISIONS]
-    if unknown or not chosen:
-        raise LinesideError(f"--precisions takes a comma-separated subset of {','.join(PRECISIONS)}, got {text!r}")
-    return chosen
+    parser.add_argument("--runs", type=int, default=100, help="timed rounds; each runs every variant once (100)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (5)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads per backend (2)")
+    parser.add_argument(
+        "--batch-sizes", default="1,4,8", help="batch sizes for throughput, where the graph has a dynamic batch (1,4,8)"
+    )
+    parser.add_argument("--batch-runs", type=int, default=10, help="timed rounds per batch size above 1 (10)")
+    parser.add_argument(
+        "--camera", default=CAMERA, help=f"WIDTHxHEIGHT of the JPEG frame that is decoded and resized ({CAMERA})"
+    )
+    parser.add_argument(
+        "--actuator",
+        default=DEFAULT_ACTUATOR,
+        help=f"reject output written once per round ({DEFAULT_ACTUATOR}; or log://)",
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child process per variant")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `lineside bench`."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError as exc:
-        raise missing_extra("onnxruntime", "export") from exc
-    from lineside.export.bench import table
-    from lineside.export.bench_run import BenchOptions, bench
+    from lineside.export.bench.run import bench
+    from lineside.export.bench.tables import console
 
-    for target in args.targets:
-        if not target.exists():
-            raise LinesideError(f"{target} not found: pass bundle folders or a run folder (RUN/model.pt)")
-    for flag, value in (("--runs", args.runs), ("--threads", args.threads), ("--eval-limit", args.eval_limit)):
-        if value is not None and value < 1:
-            raise LinesideError(f"{flag} must be at least 1, got {value}")
-    if args.warmup < 0:
-        raise LinesideError(f"--warmup must be >= 0, got {args.warmup}")
     options = BenchOptions(
-        precisions=parse_precisions(args.precisions),
+        precisions=parse_choices(args.precisions, PRECISIONS, "--precisions"),
+        backends=parse_backends(args.backends),
         report=args.report,
         data=args.data,
         runs=args.runs,
         warmup=args.warmup,
         threads=args.threads,
         eval_limit=args.eval_limit,
+        batch_sizes=parse_batch_sizes(args.batch_sizes),
+        batch_runs=args.batch_runs,
+        camera=parse_camera(args.camera),
+        actuator=args.actuator,
+        memory=not args.no_memory,
     )
-    print(table(bench(list(args.targets), options)))
+    doc = bench(list(args.targets), options, say=lambda m: print(m, file=sys.stderr))
+    print(console(doc))
     if args.report is not None:
-        print(f"results: {args.report / 'results.json'}, plots: {args.report / 'latency.png'}")
+        print(f"report: {args.report / 'report.md'} (results.json, latency.png, stages.png alongside)")
     return 0

@@ -51,3 +51,29 @@ def plot_accuracy_latency(doc: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_stages(doc: dict[str, Any], path: Path) -> Path:
+    """Median time of every stage, stacked, one bar per variant (end-to-end breakdown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    host = {name: stats["p50_ms"] for name, stats in doc["stages"].items() if not stats.get("in_graph")}
+    names = [row["name"] for row in doc["variants"]]
+    fig, axis = plt.subplots(figsize=(9, 2.0 + 0.5 * len(names)))
+    left = np.zeros(len(names))
+    parts = [("decode", host["decode"]), ("resize", host["resize"])]
+    parts.append(("inference (incl. pre-processing)", [row["latency"]["p50_ms"] for row in doc["variants"]]))
+    parts += [(name, host[name]) for name in ("postprocess", "decision", "actuation")]
+    for label, values in parts:
+        widths = np.broadcast_to(np.asarray(values, dtype=np.float64), left.shape)
+        axis.barh(names, widths, left=left, label=label)
+        left = left + widths
+    axis.set(xlabel="p50 ms per image (batch 1)", title="end-to-end time by stage")
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.5), ncol=6, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
