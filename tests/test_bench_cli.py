@@ -149,7 +149,9 @@ def test_bench_records_an_engine_it_cannot_run(tmp_path, tiny_bundle_factory, ca
 
 def test_bench_bad_input(tmp_path, tiny_bundle_factory, capsys) -> None:
     bundle = str(tiny_bundle_factory(tmp_path / "b").path)
+    twin = str(tiny_bundle_factory(tmp_path / "twin").path)
     cases = [
+        ([bundle, twin], "one bundle per precision"),
         ([str(tmp_path / "missing")], "not found"),
         ([bundle, "--precisions", "fp64"], "fp32,fp16,int8"),
         ([bundle, "--precisions", "int8"], "no bundle"),

@@ -147,7 +147,12 @@ def load_bundles(paths: list[Path], precisions: tuple[str, ...]) -> list[Bundle]
     bundles = [b for b in map(load_bundle, paths) if b.manifest.precision in precisions]
     if not bundles:
         raise LinesideError(f"no bundle among the targets has a precision in --precisions {','.join(precisions)}")
-    sizes = {tuple(b.manifest.input_size) for b in bundles}
-    if len(sizes) > 1:
-        raise LinesideError(f"bundles have different input sizes {sorted(sizes)}: bench bundles of one model together")
+    models = sorted({b.manifest.model for b in bundles})
+    sizes = sorted({tuple(b.manifest.input_size) for b in bundles})
+    if len(models) > 1 or len(sizes) > 1:
+        raise LinesideError(f"bundles of {models} at sizes {sizes}: bench the bundles of one model together")
+    precisions_seen = [b.manifest.precision for b in bundles]
+    repeated = sorted({p for p in precisions_seen if precisions_seen.count(p) > 1})
+    if repeated:
+        raise LinesideError(f"more than one {'/'.join(repeated)} bundle: bench one bundle per precision")
     return bundles
