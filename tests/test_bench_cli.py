@@ -202,3 +202,13 @@ def test_bench_bundles_and_torch_side_by_side(tiny_run_factory, export_data, tmp
     assert [t["batch"] for t in rows["crr torch fp32"]["throughput"]] == [1, 4, 8]  # torch takes any batch
     assert [t["batch"] for t in rows["crr ort fp32"]["throughput"]] == [1]  # static batch-1 export
     check_report(report, with_accuracy=True)
+
+
+def test_memory_child_failure_is_reported_not_raised(tmp_path) -> None:
+    from lineside.export.bench.memory import measure
+    from lineside.export.bench.variants import BackendSpec
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a graph")
+    result = measure(BackendSpec("ort", str(broken), threads=1), (8, 8))
+    assert set(result) == {"error"} and "cannot load" in result["error"]
