@@ -101,8 +101,9 @@ def document(
     skipped: list[dict[str, str]],
     eval_set: dict[str, Any] | None,
     command: list[str],
+    started: float,
 ) -> dict[str, Any]:
-    """Assemble results.json."""
+    """Assemble results.json; `started` is the run's `time.monotonic()` at its start."""
     rows = [variant_row(v) for v in variants]
     ratios = add_comparisons(rows)
     return {
@@ -111,6 +112,7 @@ def document(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "lineside_version": __version__,
         "command": command,
+        "duration_s": round(time.monotonic() - started, 1),
         "machine": machine,
         "settings": settings,
         "eval_set": eval_set,

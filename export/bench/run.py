@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ def _frame(plan: Plan, options: BenchOptions, say: Callable[[str], None]) -> tup
 def bench(targets: list[Path], options: BenchOptions, say: Callable[[str], None] = _quiet) -> dict[str, Any]:
     """Run the whole benchmark; returns results.json's document and writes the report when asked."""
     options.validate()
+    started = time.monotonic()
     machine = machine_info(options.threads)
     with tempfile.TemporaryDirectory(prefix="lineside-bench-") as work, contextlib.ExitStack() as stack:
         plan = _collect(targets, options, Path(work), stack, say)
@@ -131,7 +133,8 @@ def bench(targets: list[Path], options: BenchOptions, say: Callable[[str], None]
         "threshold": threshold,
         "memory_method": METHOD if options.memory else None,
     }
-    doc = document(plan.variants, stages.times_ms, machine, settings, plan.skipped, eval_info, options.as_argv(targets))
+    command = options.as_argv(targets)
+    doc = document(plan.variants, stages.times_ms, machine, settings, plan.skipped, eval_info, command, started)
     if options.report is not None:
         from lineside.export.bench.report import write_report
 

@@ -129,5 +129,5 @@ def conditions(doc: dict[str, Any]) -> str:
     return (
         f"{settings['runs']} interleaved rounds after {settings['warmup']} warm-up, {machine['threads']} threads, "
         f"{machine['cpu_model']} ({machine['usable_cpus']} usable CPUs), load average "
-        f"{machine['load_average_start']} -> {machine['load_average_end']}"
+        f"{machine['load_average_start']} -> {machine['load_average_end']}; the whole run took {doc['duration_s']:.0f} s"
     )
