@@ -12,11 +12,16 @@ effect on the anomaly map (`sensitivity`) are given back to float, group by grou
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from lineside.errors import LinesideError, missing_extra
 from lineside.export.regions import Regions
@@ -24,6 +29,7 @@ from lineside.export.regions import Regions
 log = logging.getLogger(__name__)
 
 METHODS = ("minmax", "percentile", "entropy")
+HISTOGRAM_CHUNK = 8  # calibration images per ORT histogram pass
 FLAVOURS = ("s8s8", "u8s8")
 QUANT_OPS = (
     "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat", "Clip", "Relu", "MaxPool", "AveragePool",
@@ -82,6 +88,10 @@ def quantize(
         "CalibPercentile": spec.percentile,
     }
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # ORT nags about pre-processing
+    if spec.method != "minmax" and not spec.cache.exists():
+        if reader is None:
+            raise ValueError("a calibration data reader is needed when the range cache does not exist")
+        calibrate_histogram(fp32_path, spec, reader)
     quantize_static(
         str(fp32_path),
         str(out_path),
@@ -98,6 +108,69 @@ def quantize(
         calibration_cache_path=str(spec.cache),
     )
     return out_path
+
+
+def calibrate_histogram(fp32_path: Path, spec: QuantSpec, reader: Any) -> None:
+    """Percentile or entropy ranges of `fp32_path` into `spec.cache`, with ORT's calibrator.
+
+    ORT keeps every intermediate tensor of every image it is given before binning them (12 GB for
+    CRR edge at 64 images), so the images are fed `HISTOGRAM_CHUNK` at a time. Its histogram
+    collector bins each tensor between its smallest and largest value; for a near-constant float32
+    tensor (CRR's squared norm of unit vectors: 2 +- 1e-6) numpy cannot make 2048 distinct bins and
+    calibration fails. Anchoring every tensor's histogram at 0 avoids that and changes no range:
+    quantization ranges always include 0.
+    """
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod,
+        HistogramCollector,
+        create_calibrator,
+        save_tensors_data,
+    )
+
+    class ZeroAnchoredCollector(HistogramCollector):  # type: ignore[misc]
+        def collect(self, name_to_arr: dict[str, list[Any]]) -> Any:
+            anchored = {}
+            for name, arrays in name_to_arr.items():
+                first = np.array(arrays[0], copy=True)
+                if first.size:
+                    first.flat[0] = 0
+                anchored[name] = [first, *arrays[1:]]
+            return super().collect(anchored)
+
+    method = {"percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}[spec.method]
+    with tempfile.TemporaryDirectory(prefix="lineside-calib-") as tmp:
+        calibrator = create_calibrator(
+            Path(fp32_path),
+            list(QUANT_OPS),
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=method,
+            extra_options={"percentile": spec.percentile},
+        )
+        calibrator.collector = ZeroAnchoredCollector(
+            method=spec.method,
+            symmetric=calibrator.symmetric,
+            num_bins=calibrator.num_bins,
+            num_quantized_bins=getattr(calibrator, "num_quantized_bins", 128),
+            percentile=getattr(calibrator, "percentile", spec.percentile),
+            scenario=getattr(calibrator, "scenario", "same"),
+        )
+        feeds = list(iter(reader.get_next, None))
+        for start in range(0, len(feeds), HISTOGRAM_CHUNK):  # histograms merge across calls; memory stays bounded
+            with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per pass
+                calibrator.collect_data(_FeedReader(feeds[start : start + HISTOGRAM_CHUNK]))
+        with contextlib.redirect_stdout(io.StringIO()):
+            ranges = calibrator.compute_data()
+        save_tensors_data(ranges, spec.cache)
+
+
+class _FeedReader:
+    """A calibration data reader over a list of ready feeds."""
+
+    def __init__(self, feeds: list[dict[str, Any]]) -> None:
+        self._feeds = iter(feeds)
+
+    def get_next(self) -> dict[str, Any] | None:
+        return next(self._feeds, None)
 
 
 @dataclass

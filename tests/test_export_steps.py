@@ -108,6 +108,17 @@ def test_fp16_graph_is_valid_keeps_fp32_io_and_tail_and_matches(fp32_graph: Path
     assert not np.array_equal(out.maps, ref.maps)  # it really computed in half precision
 
 
+class _Reader:
+    """A calibration data reader over (H, W, 3) uint8 images."""
+
+    def __init__(self, images: list[np.ndarray]) -> None:
+        self.it = iter(images)
+
+    def get_next(self) -> dict | None:
+        image = next(self.it, None)
+        return None if image is None else {"image": image[None]}
+
+
 def test_int8_flavours_have_the_right_qdq_types(fp32_graph: Path, tmp_path: Path) -> None:
     from lineside.export.int8 import QuantSpec, quantize, sensitive_nodes
 
@@ -116,17 +127,8 @@ def test_int8_flavours_have_the_right_qdq_types(fp32_graph: Path, tmp_path: Path
     excluded = sensitive_nodes(model, regions)
     assert regions.first_weighted in excluded and regions.tail <= set(excluded)
     images = _images(8)
-
-    class Reader:
-        def __init__(self) -> None:
-            self.it = iter(images)
-
-        def get_next(self) -> dict | None:
-            image = next(self.it, None)
-            return None if image is None else {"image": image[None]}
-
     spec = QuantSpec("minmax", tmp_path / "ranges.json")
-    s8 = quantize(fp32_graph, tmp_path / "s8s8.onnx", "s8s8", excluded, spec, Reader())
+    s8 = quantize(fp32_graph, tmp_path / "s8s8.onnx", "s8s8", excluded, spec, _Reader(images))
     assert spec.cache.is_file()  # calibrated once, reused below without a reader
     u8 = quantize(fp32_graph, tmp_path / "u8s8.onnx", "u8s8", excluded, spec)
     for path, activation in ((s8, onnx.TensorProto.INT8), (u8, onnx.TensorProto.UINT8)):
@@ -141,6 +143,24 @@ def test_int8_flavours_have_the_right_qdq_types(fp32_graph: Path, tmp_path: Path
         ref = run_images(cpu_session(fp32_graph), images)
         out = run_images(cpu_session(path), images)
         assert np.abs(out.maps - ref.maps).max() < 0.25 * np.ptp(ref.maps)
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_calibration_copes_with_near_constant_tensors(fp32_graph: Path, tmp_path: Path, method: str) -> None:
+    """The cosine tail reads the squared norm of unit vectors (1 +- 1e-7): ORT's own collector cannot bin it."""
+    import json
+
+    from lineside.export.int8 import QuantSpec, quantize, sensitive_nodes
+
+    excluded = sensitive_nodes(onnx.load(str(fp32_graph)), find_regions(onnx.load(str(fp32_graph))))
+    images = _images(8)
+    spec = QuantSpec(method, tmp_path / "ranges.json")
+    u8 = quantize(fp32_graph, tmp_path / "u8s8.onnx", "u8s8", excluded, spec, _Reader(images))
+    cache = json.loads(spec.cache.read_text())
+    assert method in json.dumps(cache).lower()
+    ref = run_images(cpu_session(fp32_graph), images)
+    out = run_images(cpu_session(u8), images)
+    assert np.abs(out.maps - ref.maps).max() < 0.25 * np.ptp(ref.maps)
 
 
 @pytest.mark.slow
@@ -205,15 +225,8 @@ def test_fp16_and_int8_graphs_parse_in_tensorrt_rtx(fp32_graph: Path, tmp_path: 
     model = onnx.load(str(fp32_graph))
     regions = find_regions(model)
     onnx.save(convert_to_fp16(model, regions.body), str(tmp_path / "fp16.onnx"))
-    images = iter(_images(4))
-
-    class Reader:
-        def get_next(self) -> dict | None:
-            image = next(images, None)
-            return None if image is None else {"image": image[None]}
-
     spec = QuantSpec("minmax", tmp_path / "ranges.json")
-    quantize(fp32_graph, tmp_path / "s8s8.onnx", "s8s8", sensitive_nodes(model, regions), spec, Reader())
+    quantize(fp32_graph, tmp_path / "s8s8.onnx", "s8s8", sensitive_nodes(model, regions), spec, _Reader(_images(4)))
     logger = trt.Logger(trt.Logger.ERROR)
     for name, dtype in (("fp16.onnx", trt.DataType.HALF), ("s8s8.onnx", trt.DataType.INT8)):
         builder = trt.Builder(logger)
