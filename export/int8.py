@@ -39,16 +39,23 @@ _FLOAT_OPS = frozenset({"Softmax", "LayerNormalization", "InstanceNormalization"
 
 
 def sensitive_nodes(model: Any, regions: Regions) -> list[str]:
-    """Nodes never quantized: head, tail, first weighted op, softmax + its consumers, normalisation."""
+    """Nodes never quantized: head, tail, first weighted op, normalisation, softmax with its logits and consumers.
+
+    A softmax's logits often carry an additive attention mask (-1e4 outside a window): one 8-bit
+    range over [-1e4, 10] leaves no resolution for the logits themselves (RLR lost 20 I-AUROC points).
+    """
     excluded = set(regions.head) | set(regions.tail)
     if regions.first_weighted:
         excluded.add(regions.first_weighted)
+    producers = {output: node.name for node in model.graph.node for output in node.output}
     softmax_outputs = set()
     for node in model.graph.node:
         if node.op_type in _FLOAT_OPS:
             excluded.add(node.name)
         if node.op_type == "Softmax":
             softmax_outputs.update(node.output)
+            if node.input[0] in producers:
+                excluded.add(producers[node.input[0]])
     excluded.update(n.name for n in model.graph.node if softmax_outputs & set(n.input))
     return sorted(excluded)
 

@@ -61,3 +61,41 @@ def test_full_model_onnx_matches_torch(tmp_path: Path) -> None:
     assert anomaly_map.shape == (2, 1, 96, 96) and score.shape == (2,)
     np.testing.assert_allclose(anomaly_map, expected.anomaly_map.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(score, expected.score.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_int8_keeps_masked_attention_logits_float(tmp_path: Path) -> None:
+    """The logits Add carries the -1e4 window mask: quantized, it wipes out the logits' resolution."""
+    from lineside.export.int8 import QuantSpec, quantize, sensitive_nodes
+    from lineside.export.regions import Regions
+
+    torch.manual_seed(0)
+    decoder = ReferenceDecoder(24, 32, (9, 8), 5, heads=4, layers=2, ffn_ratio=2).eval()
+    path = tmp_path / "decoder.onnx"
+    _export(decoder, torch.randn(1, 72, 24), path, ["recon"])
+    model = onnx.load(str(path))
+    names = {n.name: n for n in model.graph.node}
+    excluded = sensitive_nodes(model, Regions(frozenset(), frozenset(names), frozenset(), None))
+    producers = {out: n for n in model.graph.node for out in n.output}
+    logits = [producers[n.input[0]] for n in model.graph.node if n.op_type == "Softmax"]
+    assert logits and all(node.op_type == "Add" and node.name in excluded for node in logits)
+    samples = [torch.randn(1, 72, 24).numpy() for _ in range(8)]
+
+    class Reader:
+        def __init__(self) -> None:
+            self.it = iter(samples)
+
+        def get_next(self) -> dict | None:
+            sample = next(self.it, None)
+            return None if sample is None else {"input": sample}
+
+    def error(exclude: list[str], name: str) -> float:
+        graph = quantize(
+            path, tmp_path / f"{name}.onnx", "u8s8", exclude, QuantSpec("minmax", tmp_path / "r.json"), Reader()
+        )
+        (out,) = _session(graph).run(None, {"input": samples[0]})
+        (ref,) = _session(path).run(None, {"input": samples[0]})
+        return float(np.abs(out - ref).max() / np.ptp(ref))
+
+    kept = error(excluded, "kept")
+    quantized_logits = error([n for n in excluded if n not in {node.name for node in logits}], "quantized")
+    assert kept < 0.1 and quantized_logits > 2 * kept
