@@ -3,6 +3,7 @@
 #   synth -> train (tiny preset) -> eval -> export INT8 -> calibrate -> TensorRT-RTX engine (sm86, ahead of time)
 #   -> line-side run on a video of parts, rejects driving a virtual serial relay (socat PTY pair).
 # Everything goes under ${DEMO_DIR:-demo}/. Set PRESET=edge for the real-weights model (about 20 minutes).
+# During the run, the live dashboard is at http://${DASHBOARD:-127.0.0.1:8080}/ (DASHBOARD= turns it off).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 DEMO=${DEMO_DIR:-demo}
 PRESET=${PRESET:-tiny}
 CATEGORY=${CATEGORY:-washer}
+DASHBOARD=${DASHBOARD-127.0.0.1:8080}
 if [ -e "$DEMO" ] && [ ! -e "$DEMO/.lineside-demo" ] && [ -n "$(ls -A "$DEMO")" ]; then
     echo "$DEMO exists and is not a lineside demo folder: set DEMO_DIR to a new folder" >&2
     exit 2
@@ -63,9 +65,15 @@ trap 'kill $SOCAT ${READER:-} 2>/dev/null || true' EXIT
 for _ in $(seq 50); do [ -e "$DEMO/plc" ] && break; sleep 0.1; done
 timeout 60 cat "$DEMO/plc" >"$DEMO/relay_bytes.txt" 2>/dev/null &
 READER=$!
+dashboard=()
+if [ -n "$DASHBOARD" ] && python -c "import starlette, uvicorn" 2>/dev/null; then
+    dashboard=(--dashboard "$DASHBOARD")
+    echo "live dashboard (while the parts run): http://$DASHBOARD/"
+fi
 lineside run "$DEMO/bundle" --source "$DEMO/parts.avi" --class "$CATEGORY" \
     --actuator "serial://$(readlink -f "$DEMO/relay")?baud=9600&on=REJECT&off=OK" \
-    --rate 5 --delay-ms 400 --pulse-ms 100 --log "$DEMO/results.jsonl" --summary "$DEMO/summary.json" --save-rejects "$DEMO/rejects"
+    --rate 5 --delay-ms 400 --pulse-ms 100 --log "$DEMO/results.jsonl" --summary "$DEMO/summary.json" --save-rejects "$DEMO/rejects" \
+    "${dashboard[@]}"
 sleep 0.5
 step "results"
 python - "$DEMO" <<'PY'
@@ -84,3 +92,6 @@ print(f"{len(rows)} decisions logged for {len(truth)} parts")
 PY
 kill "$READER" 2>/dev/null || true
 echo "virtual relay received: $(tr '\n' ' ' <"$DEMO/relay_bytes.txt" | head -c 400)"
+if [ ${#dashboard[@]} -gt 0 ]; then
+    echo "browse the decisions, images and heatmaps: lineside review $DEMO/results.jsonl --dashboard $DASHBOARD"
+fi

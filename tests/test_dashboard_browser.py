@@ -63,10 +63,12 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def start_line(tmp_path: Path, source: str, port: int, *args: str) -> subprocess.Popen[str]:
-    """`lineside run` with the page on 127.0.0.1:port, once the port accepts connections."""
-    bundle = make_bundle(tmp_path / "bundle")
+    """`lineside run` on TMP/bundle with the page on 127.0.0.1:port, once the port accepts connections."""
+    bundle = tmp_path / "bundle"
+    if not bundle.exists():
+        make_bundle(bundle)
     line = subprocess.Popen(
-        [str(LINESIDE), "run", str(bundle.path), "--source", source, "--dashboard", f"127.0.0.1:{port}", "--quiet",
+        [str(LINESIDE), "run", str(bundle), "--source", source, "--dashboard", f"127.0.0.1:{port}", "--quiet",
          "--log", str(tmp_path / "results.jsonl"), "--save-rejects", str(tmp_path / "rejects"), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -111,7 +113,8 @@ def test_page_follows_a_line_replaying_a_video(browser: Any, tmp_path: Path):
         later = wait_for(
             lambda: (s := page_state(browser))["parts"] >= first["parts"] + 5 and s, 20, "counters to advance"
         )
-        assert later["state"] == "running" and later["frame"], later  # the live frame with its heatmap is shown
+        assert later["state"] == "running", later
+        wait_for(lambda: page_state(browser)["frame"], 10, "the live frame with its heatmap")  # reloads per update
         assert later["caption"].split()[0] in ("PASS", "REJECT") and " part " in later["caption"]
         shown = wait_for(
             lambda: [c for c in page_state(browser)["cards"] if c["image"] and c["heatmap"]], 20, "a rejected part"
@@ -123,13 +126,24 @@ def test_page_follows_a_line_replaying_a_video(browser: Any, tmp_path: Path):
         line.kill()
     assert line.returncode == 0, err
     summary = json.loads(out.splitlines()[-1])
-    final = wait_for(lambda: (s := page_state(browser))["state"] == "line stopped" and s, 10, "the stop event")
+    final = wait_for(lambda: (s := page_state(browser))["state"].startswith("line stopped") and s, 10, "the stop event")
     assert (
         (final["parts"], final["rejects"], final["errors"])
         == (40, 8, 0)
         == (summary["decisions"], summary["verdicts"]["REJECT"], summary["verdicts"]["ERROR"])
     )
     assert [c["part"] for c in final["cards"]] == [37, 32, 27, 22, 17, 12, 7, 2]
+    again = start_line(tmp_path, str(video), port, "--rate", "10", "--max-parts", "30")  # the line restarts
+    try:
+        again.communicate(timeout=60)
+    finally:
+        again.kill()
+    restarted = wait_for(
+        lambda: (s := page_state(browser))["parts"] == 30 and s["state"].startswith("line stopped") and s,
+        20,
+        "the page to follow the restarted line",
+    )
+    assert [c["part"] for c in restarted["cards"]] == [27, 22, 17, 12, 7, 2]
 
 
 def test_page_keeps_working_while_the_source_stalls(browser: Any, tmp_path: Path):
@@ -157,7 +171,7 @@ def test_page_keeps_working_while_the_source_stalls(browser: Any, tmp_path: Path
     ]
     assert any(updates >= 2 and seconds >= 1.0 for updates, seconds in quiet), quiet
     assert all("connection lost" not in s["state"] for _, s in samples)
-    final = wait_for(lambda: (s := page_state(browser))["state"] == "line stopped" and s, 10, "the stop event")
+    final = wait_for(lambda: (s := page_state(browser))["state"].startswith("line stopped") and s, 10, "the stop event")
     assert final["parts"] == summary["decisions"] and final["errors"] == summary["verdicts"]["ERROR"] >= 1
     assert f"missed {summary['missed']} | source outages {summary['outages']}" in final["details"]
     stalled_at = next(s["parts"] for _, s in samples if s["parts"] >= 15)

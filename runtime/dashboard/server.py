@@ -105,6 +105,7 @@ def live_app(view: LiveView, info: dict[str, Any], closing: threading.Event) -> 
 
     async def events(_request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
+            yield "retry: 1000\n\n"  # the page reconnects within a second once a restarted line serves again
             while not closing.is_set():
                 yield f"data: {json.dumps({**view.snapshot(), 'running': True})}\n\n"
                 await asyncio.sleep(view.period_s)

@@ -99,28 +99,29 @@ function rejectCard(d, imageSrc, heatmapSrc) {
 }
 
 // ---- live ------------------------------------------------------------------------------------------------
-let shownRejects = "";
+let shownRejects = new Map();  // seq -> card: a card is built (and its images fetched) once
 
 function showRejects(rejects) {
-  const key = rejects.map((r) => r.seq).join(",");
-  if (key === shownRejects) return;
-  shownRejects = key;
-  $("rejects").replaceChildren(...rejects.map((r) => rejectCard(
-    r, r.image && `/live/reject/${r.seq}/image.jpg`, r.heatmap && `/live/reject/${r.seq}/heatmap.jpg`)));
+  if (rejects.map((r) => r.seq).join(",") === [...shownRejects.keys()].join(",")) return;
+  shownRejects = new Map(rejects.map((r) => [r.seq, shownRejects.get(r.seq) || rejectCard(
+    r, r.image && `/live/reject/${r.seq}/image.jpg`, r.heatmap && `/live/reject/${r.seq}/heatmap.jpg`)]));
+  $("rejects").replaceChildren(...shownRejects.values());
 }
 
 function live(info) {
   $("mode").textContent = "live";
   $("title").textContent = `${info.bundle} (${info.model}, ${info.backend}) | source ${info.source}` +
     ` | threshold ${fmt(info.threshold, 4)}` + (info["class"] ? ` | class ${info["class"]}` : "");
-  let shownSeq = 0;
-  const events = new EventSource("/api/events");
+  let shownSeq = 0, stopped = false;
+  const events = new EventSource("/api/events");  // reconnects by itself: a restarted line reloads the page
   events.onmessage = (message) => {
     const s = JSON.parse(message.data);
+    if (stopped && s.running) { location.reload(); return; }
+    stopped = !s.running;
     setCounters(s);
     $("details").textContent = `errors: dropped ${s.dropped}, timeouts ${s.timeouts}, missed ${s.missed}` +
       ` | source outages ${s.outages}`;
-    if (!s.running) { setState("line stopped", "stopped"); events.close(); }
+    if (!s.running) setState("line stopped", "stopped");
     else if (!s.source_up) setState(`source down (outages ${s.outages}, missed ${s.missed})`, "down");
     else if (!s.healthy) setState("unhealthy", "down");
     else setState("running", "ok");
@@ -132,7 +133,7 @@ function live(info) {
     showRejects(s.rejects);
     drawChart(s.series);
   };
-  events.onerror = () => { if (events.readyState !== EventSource.CLOSED) setState("connection lost, retrying", "lost"); };
+  events.onerror = () => setState(stopped ? "line stopped, waiting for a restart" : "connection lost, retrying", "lost");
 }
 
 // ---- review ----------------------------------------------------------------------------------------------
