@@ -237,6 +237,14 @@ def dashboard_side_by_side(args: argparse.Namespace, bundle: Any, folder: Path, 
     }  # fmt: skip
 
 
+def write_report(stem: Path, result: dict, table: str) -> None:
+    """STEM.json and STEM.md, and the table on stdout."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stem.with_suffix(".json"), result)
+    atomic_write_text(stem.with_suffix(".md"), table)
+    sys.stdout.write(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, required=True, help="bundle to run (e.g. the edge INT8 export)")
@@ -256,11 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(tmp) / "results.jsonl"
         if args.dashboard:
             both = dashboard_side_by_side(args, bundle, folder, log)
-            args.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(args.out / "dashboard_overhead.json", both)
-            table = dashboard_markdown(both)
-            atomic_write_text(args.out / "dashboard_overhead.md", table)
-            sys.stdout.write(table)
+            write_report(args.out / "dashboard_overhead", both, dashboard_markdown(both))
             return 0 if both["all_decisions_logged"] else 1
         summary, records, elapsed = replay(args, folder, log)
     ids = sorted(r["part_id"] for r in records if r["type"] == "part")
@@ -284,11 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "load_average": round(os.getloadavg()[0], 2),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "runtime_overhead.json", result)
-    table = markdown(result)
-    atomic_write_text(args.out / "runtime_overhead.md", table)
-    sys.stdout.write(table)
+    write_report(args.out / "runtime_overhead", result, markdown(result))
     return 0 if result["one_decision_per_part"] else 1
 
 
