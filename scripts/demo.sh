@@ -94,4 +94,5 @@ kill "$READER" 2>/dev/null || true
 echo "virtual relay received: $(tr '\n' ' ' <"$DEMO/relay_bytes.txt" | head -c 400)"
 if [ ${#dashboard[@]} -gt 0 ]; then
     echo "browse the decisions, images and heatmaps: lineside review $DEMO/results.jsonl --dashboard $DASHBOARD"
+    echo "watch the line live again, one part a second (Ctrl-C stops): lineside run $DEMO/bundle --source $DEMO/parts.avi --class $CATEGORY --rate 1 --dashboard $DASHBOARD"
 fi
