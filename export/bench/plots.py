@@ -16,9 +16,11 @@ def plot_latency(doc: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 4))
+    every = np.concatenate([row["latencies_ms"] for row in doc["variants"]])
+    bins = np.linspace(every.min(), every.max(), 50)  # shared, so the histograms compare
     for row in doc["variants"]:
         values = np.sort(np.asarray(row["latencies_ms"]))
-        hist.hist(values, bins=40, alpha=0.5, label=row["name"])
+        hist.hist(values, bins=bins, histtype="step", linewidth=1.5, label=row["name"])
         cdf.plot(values, np.arange(1, values.size + 1) / values.size, label=row["name"])
     hist.set(xlabel="latency per image (ms)", ylabel="runs", title="latency histogram (batch 1)")
     cdf.set(xlabel="latency per image (ms)", ylabel="fraction of runs", title="latency CDF")

@@ -21,7 +21,8 @@ import numpy as np
 from lineside.errors import LinesideError
 from lineside.preprocess import resize_for_model
 
-STAGES: tuple[str, ...] = ("decode", "resize", "postprocess", "decision", "actuation")
+STAGES: tuple[str, ...] = ("decode", "resize", "postprocess", "decision", "actuation")  # timed on the host
+LINE_ORDER: tuple[str, ...] = ("decode", "resize", "preprocess", "postprocess", "decision", "actuation")
 JPEG_QUALITY = 90
 IN_GRAPH_NOTE = "BGR->RGB, normalisation and NCHW run inside the fused graph: included in inference"
 T = TypeVar("T")

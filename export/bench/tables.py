@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lineside.export.bench.stages import LINE_ORDER
+
 Table = tuple[str, list[str], list[list[str]]]  # title, headers, rows
 
 
@@ -35,7 +37,8 @@ def stage_table(doc: dict[str, Any]) -> Table:
     headers = ["stage", "mean ms", "p50", "p90", "p99", "max"]
     keys = ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")
     rows = []
-    for name, stats in doc["stages"].items():
+    for name in LINE_ORDER:
+        stats = doc["stages"][name]
         if stats.get("in_graph"):
             rows.append([name, "in graph: part of inference", "", "", "", ""])
             rows += [[f"inference ({r['name']})"] + [fmt(r["latency"][k]) for k in keys] for r in doc["variants"]]
