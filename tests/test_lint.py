@@ -1,4 +1,4 @@
-"""Style gates CI runs with the tests: ruff (lint + format) over the tree, mypy over the core and the runtime."""
+"""Style gates CI runs with the tests: ruff (lint + format) over the tree, mypy over the core, runtime and bench."""
 
 from __future__ import annotations
 
@@ -28,5 +28,5 @@ def test_ruff_lint_and_format() -> None:
 @pytest.mark.slow
 def test_mypy_core_and_runtime() -> None:
     pytest.importorskip("mypy", reason="mypy is not installed: pip install 'lineside[dev]'")
-    result = _run(sys.executable, "-m", "mypy")  # files = lineside, runtime (pyproject.toml)
+    result = _run(sys.executable, "-m", "mypy")  # files = lineside, runtime, export/bench (pyproject.toml)
     assert result.returncode == 0, result.stdout
