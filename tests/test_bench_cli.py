@@ -212,3 +212,12 @@ def test_memory_child_failure_is_reported_not_raised(tmp_path) -> None:
     broken.write_bytes(b"not a graph")
     result = measure(BackendSpec("ort", str(broken), threads=1), (8, 8))
     assert set(result) == {"error"} and "cannot load" in result["error"]
+
+
+def test_docs_usage_block_lists_every_bench_option(capsys) -> None:
+    usage = (ROOT / "docs" / "bench.md").read_text(encoding="utf-8").split("```", 2)[1]
+    documented = set(re.findall(r"\[(--[\w-]+)", usage))
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    options = set(re.findall(r"^\s+(--[\w-]+)", capsys.readouterr().out, flags=re.M)) - {"--help"}
+    assert documented == options
