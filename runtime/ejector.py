@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -84,6 +85,10 @@ class Ejector:
         self._on_since: float | None = None  # when the reject output was last switched on (a pulse lasts pulse_s)
         self._wake = threading.Condition()
         self._closing = False
+        # The actuation thread is woken only when new work is due before its planned wake-up, so a
+        # part registered or passed does not cost a thread switch (and a GIL hand-over) on the line.
+        self._sleeping_until = -math.inf  # when the waiting loop wakes by itself (-inf: not waiting)
+        self._added_due = math.inf  # earliest time due among work added since the loop last looked
 
     def register(self, part_id: int, capture_mono: float, verdict: Verdict | None = None) -> bool:
         """A part was captured: from now on it is rejected unless it passes in time.
@@ -102,11 +107,10 @@ class Ejector:
             if verdict is not None:
                 if not passed:
                     self._act(eject_at, verdict)
-                    self._wake.notify()
                 return not passed
             self._parts[part_id] = _Part(eject_at=eject_at)
             heapq.heappush(self._deadlines, (deadline, part_id))
-            self._wake.notify()
+            self._due_at(deadline if self.track is None else -math.inf)
             return True
 
     def eject_target(self, capture_mono: float, decided_mono: float) -> dict[str, float]:
@@ -123,7 +127,6 @@ class Ejector:
             if part is None:
                 return False
             self._act(part.eject_at, verdict)
-            self._wake.notify()
             return True
 
     def _act(self, eject_at: float, verdict: Verdict | None) -> None:
@@ -133,9 +136,17 @@ class Ejector:
         self.pulses += 1
         if self.track is not None:
             heapq.heappush(self._due, eject_at)
+            self._due_at(-math.inf)  # belt positions: let the loop start polling the encoder now
             return
         start = max(eject_at, time.monotonic())
         self._windows.append((start, start + self.config.pulse_s))
+        self._due_at(start)
+
+    def _due_at(self, when: float) -> None:
+        """New work needs the actuation loop by `when` (monotonic); wake it only if it sleeps past that (lock held)."""
+        self._added_due = min(self._added_due, when)
+        if when < self._sleeping_until:
+            self._wake.notify()
 
     def pending(self) -> int:
         """Parts captured but not yet decided, plus pulses not yet finished."""
@@ -195,6 +206,7 @@ class Ejector:
             position = self.track.sample() if self.track is not None else None  # I/O outside the lock
             with self._wake:
                 now = time.monotonic()
+                self._added_due = math.inf  # what is registered from here on is seen below or by the next pass
                 position = now if position is None else position
                 expired = self._expire(position)
                 reject_on, beat_on, next_edge = self._wanted(now, position)
@@ -208,13 +220,16 @@ class Ejector:
             if stop.is_set() and idle and ok:
                 return
             with self._wake:
-                wait = next_edge - time.monotonic()
+                now = time.monotonic()
+                wait = min(next_edge, self._added_due) - now  # work added while the outputs were driven
                 if not ok:
                     wait = min(wait, RETRY_S)
                 if stop.is_set():
                     wait = min(wait, 0.05)
                 if wait > 0:
+                    self._sleeping_until = now + wait
                     self._wake.wait(wait)
+                    self._sleeping_until = -math.inf
 
     def close(self) -> None:
         """Leave every output off and close the links (after `run` returned)."""

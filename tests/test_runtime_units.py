@@ -156,6 +156,36 @@ def test_ejector_is_fail_safe_and_times_pulses(fail_open: bool):
     assert actuator.state is False
 
 
+def test_ejector_wakes_its_thread_only_for_earlier_work():
+    """Passed parts cost the line no thread switch; a reject arriving while the loop sleeps still fires on time."""
+    actuator = LogActuator("log://")
+    actuator.connect()
+    ejector = Ejector(actuator, EjectorConfig(delay_s=0.3, pulse_s=0.04), lambda part: None)
+    notified = []
+
+    class CountingCondition(threading.Condition):
+        def notify(self, n: int = 1) -> None:
+            notified.append(time.monotonic())
+            super().notify(n)
+
+    ejector._wake = CountingCondition()
+    stop = threading.Event()
+    thread = threading.Thread(target=ejector.run, args=(stop,), daemon=True)
+    thread.start()
+    time.sleep(0.05)  # the loop is asleep, nothing due
+    for part in range(10):
+        captured = time.monotonic()
+        ejector.register(part, captured)
+        assert ejector.resolve(part, Verdict.REJECT if part == 9 else Verdict.PASS)
+        time.sleep(0.005)
+    assert len(notified) <= 2  # the first deadline; the rest are later than the loop's planned wake-up
+    time.sleep(0.45)
+    stop.set()
+    thread.join(2)
+    ons = [t - captured for t, on in list(actuator.transitions)[1:] if on]
+    assert len(ons) == 1 and 0.3 - 0.002 <= ons[0] <= 0.3 + 0.03
+
+
 def test_results_log_one_flushed_line_per_record(tmp_path: Path):
     path = tmp_path / "logs" / "r.jsonl"
     results = ResultsLog(path)

@@ -65,6 +65,9 @@ class OrtBackend(InferenceBackend):
         self.model_path = model_for(bundle, chosen)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle intra-op workers sleep instead of spinning: a spinning pool holds the cores the line's own
+        # capture, decision and actuation threads need between two inferences (the runtime overhead tail).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
