@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from lineside.atomic import atomic_write_text
+from lineside.bench_options import BenchOptions, parse_choices
 from lineside.bundle import PRECISIONS
 from lineside.errors import LinesideError
-from lineside.export.bench.options import BenchOptions, parse_choices
 from lineside.export.bench.run import bench
 from lineside.export.bench.tables import Table, as_markdown, conditions, console, fmt
 

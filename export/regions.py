@@ -18,6 +18,7 @@ from typing import Any
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 _REDUCE_OPS = frozenset({"ReduceSum", "ReduceMean", "ReduceL2", "ReduceSumSquare"})
 _DISTANCE_OPS = frozenset({"Mul", "Sub", "Pow", "Abs"})  # a*b, (a-b)**2, |a-b| feeding a reduction
+_WIDEN_OPS = _DISTANCE_OPS | {"Transpose"}  # ... and the channels-last permutes of the compared maps
 _WIDEN_DEPTH = 2
 _NORM_DEPTH = 5
 _FEEDER_DEPTH = 6
@@ -65,8 +66,25 @@ def _constant_ints(name: str, model: Any) -> list[int] | None:
     return None
 
 
-def _reduces_channels(node: Any, ranks: dict[str, int], model: Any) -> bool:
-    """True for a reduction over the channel axis of (B, C, H, W) or the feature axis of (B, N, C)."""
+def _channels_last(name: str, producers: dict[str, Any]) -> bool:
+    """True when tensor `name` is a (B, C, H, W) map permuted to channels-last (B, H, W, C)."""
+    node = producers.get(name)
+    return (
+        node is not None
+        and node.op_type == "Transpose"
+        and any(a.name == "perm" and list(a.ints) == [0, 2, 3, 1] for a in node.attribute)
+    )
+
+
+def _reads_channels_last(node: Any, producers: dict[str, Any]) -> bool:
+    """True when a reduction reads channels-last maps, directly or through a distance op (a * b, (a - b)^2)."""
+    source = producers.get(node.input[0])
+    inputs = source.input if source is not None and source.op_type in _DISTANCE_OPS else [node.input[0]]
+    return all(_channels_last(name, producers) for name in inputs if name in producers)
+
+
+def _reduces_channels(node: Any, ranks: dict[str, int], model: Any, producers: dict[str, Any]) -> bool:
+    """True for a reduction over the channels of (B, C, H, W) or its channels-last permutation, or of (B, N, C)."""
     if node.op_type not in _REDUCE_OPS:
         return False
     rank = ranks.get(node.input[0])
@@ -76,6 +94,8 @@ def _reduces_channels(node: Any, ranks: dict[str, int], model: Any) -> bool:
     if axes is None or rank is None:
         return False
     normalised = sorted(a % rank for a in axes)
+    if rank == 4 and normalised == [3]:
+        return _reads_channels_last(node, producers)
     return (rank == 4 and normalised == [1]) or (rank == 3 and normalised == [2])
 
 
@@ -127,7 +147,7 @@ def find_regions(model: Any) -> Regions:
         n
         for n in graph.node
         if n.name in after_weights
-        and _reduces_channels(n, ranks, model)
+        and _reduces_channels(n, ranks, model, producers)
         and not _is_normalisation(n, producers, consumers)
     ]
     tail = _descendants(reductions, consumers)
@@ -136,7 +156,7 @@ def find_regions(model: Any) -> Regions:
         node, depth = frontier.pop()
         for name in node.input:
             producer = producers.get(name)
-            if producer is not None and producer.op_type in _DISTANCE_OPS and depth < _WIDEN_DEPTH:
+            if producer is not None and producer.op_type in _WIDEN_OPS and depth < _WIDEN_DEPTH:
                 tail.add(producer.name)
                 frontier.append((producer, depth + 1))
     body = {n.name for n in graph.node} - head - tail

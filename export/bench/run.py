@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from lineside.bench_options import BenchOptions
 from lineside.errors import LinesideError
 from lineside.export.bench.memory import METHOD, measure
-from lineside.export.bench.options import BenchOptions
 from lineside.export.bench.results import document
 from lineside.export.bench.stages import JPEG_QUALITY, HostStages, camera_jpeg
 from lineside.export.bench.stats import load_average, machine_info

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lineside.bench_options import BenchOptions
 from lineside.bundle import Bundle, load_bundle
 from lineside.errors import LinesideError
-from lineside.export.bench.options import BenchOptions
 from lineside.export.bench.variants import BackendSpec, Variant, variant
 
 ENGINE_NAME = "model.engine"  # where `lineside build` writes and the runtime looks

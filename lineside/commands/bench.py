@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lineside.bundle import PRECISIONS
-from lineside.export.bench.options import (
+from lineside.bench_options import (
     BACKENDS,
     DEFAULT_ACTUATOR,
     DEFAULT_CAMERA,
@@ -17,6 +16,7 @@ from lineside.export.bench.options import (
     parse_camera,
     parse_choices,
 )
+from lineside.bundle import PRECISIONS
 
 HELP = "Benchmark latency (per stage, backend, precision, batch), accuracy and memory side by side in one run."
 CAMERA = "x".join(map(str, DEFAULT_CAMERA))

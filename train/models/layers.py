@@ -88,5 +88,10 @@ def top_mean_score(anomaly_map: torch.Tensor, fraction: float) -> torch.Tensor:
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) x2 -> (B, H, W) 1 - cosine similarity over channels."""
-    return 1.0 - F.cosine_similarity(a, b, dim=1, eps=1e-6)
+    """(B, C, H, W) x2 -> (B, H, W) 1 - cosine similarity over channels.
+
+    Computed channels-last: in ONNX the three channel sums then run over contiguous memory, which
+    ONNX Runtime's CPU ReduceSum does several times faster than a strided channel axis (CRR edge:
+    six sums took 2 of the INT8 graph's 18 ms).
+    """
+    return 1.0 - F.cosine_similarity(a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1), dim=-1, eps=1e-6)
