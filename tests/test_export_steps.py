@@ -86,6 +86,30 @@ def test_regions_keep_normalisation_in_body_and_distance_in_tail(fp32_graph: Pat
     assert all(ops[name] not in ("Conv", "MatMul", "Gemm") for name in regions.head)
 
 
+class ChannelsLastDetector(TinyDetector):
+    """TinyDetector whose distance is the models' channels-last cosine (`layers.cosine_distance`)."""
+
+    def forward(self, images: torch.Tensor) -> AnomalyOutput:
+        from lineside.train.models.layers import cosine_distance
+
+        target = F.normalize(self.encoder(images), dim=1)
+        distance = cosine_distance(target, self.decoder(target)).unsqueeze(1)  # (B, 1, H/4, W/4)
+        full = F.interpolate(distance, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return AnomalyOutput(full, full.flatten(1).amax(dim=1))
+
+
+def test_regions_put_channels_last_distances_and_their_permutes_in_tail(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    export_onnx(fuse(Preprocess((0.5,) * 3, (0.5,) * 3), ChannelsLastDetector()), tmp_path / "raw.onnx", SIZE)
+    simplify(tmp_path / "raw.onnx", tmp_path / "fp32.onnx")
+    model = onnx.load(str(tmp_path / "fp32.onnx"))
+    regions = find_regions(model)
+    ops = {n.name: n.op_type for n in model.graph.node}
+    tail_ops = Counter(ops[name] for name in regions.tail)
+    assert tail_ops["ReduceSum"] == 3 and tail_ops["Transpose"] >= 2  # a.b, |a|^2, |b|^2 over permuted maps
+    assert Counter(ops[name] for name in regions.body)["Conv"] == 4
+
+
 def test_fp16_graph_is_valid_keeps_fp32_io_and_tail_and_matches(fp32_graph: Path, tmp_path: Path) -> None:
     model = onnx.load(str(fp32_graph))
     regions = find_regions(model)
