@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -256,3 +257,25 @@ def test_status_line_rewrites_one_console_line():
     status.stop()
     text = console.getvalue()
     assert text.startswith("\rp99 99.0 ms\x1b[K") and text.endswith("\n") and text.count("\r") >= 3
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="threads have their own nice value on Linux only")
+def test_reader_threads_yield_to_the_line():
+    """The reader lowers only its own thread's priority: the line's threads keep theirs."""
+    import os
+
+    from lineside.runtime.sources.capture import READER_NICENESS, lower_thread_priority
+
+    seen: dict[str, int] = {}
+
+    def reader() -> None:
+        before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        lower_thread_priority(READER_NICENESS)
+        seen["reader"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) - before
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    thread = threading.Thread(target=reader)
+    thread.start()
+    thread.join()
+    assert seen["reader"] == min(READER_NICENESS, 19 - main_before)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before

@@ -10,6 +10,7 @@ frames without an image (so they get an ERROR verdict and are logged) when the p
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -23,6 +24,20 @@ from lineside.runtime.frames import Frame
 from lineside.runtime.sources.base import EndOfSource, FrameSource
 
 log = logging.getLogger(__name__)
+
+# The reader decodes the next frame in bulk; stamping a part, handing it to inference and timing its
+# pulse must not wait behind that. Measured on 2 cores (edge INT8 CRR, 65-69 parts/s): runtime
+# overhead p99 3.2-5.6 ms with the reader 10 nice levels lower, 5.1-5.7 ms without.
+READER_NICENESS = 10
+
+
+def lower_thread_priority(steps: int) -> None:
+    """Make the calling thread `steps` nice levels lower (Linux threads have their own); no-op elsewhere."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + steps))
+    except (AttributeError, OSError) as exc:  # no per-thread priorities here, or not permitted
+        log.debug("reader priority unchanged: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,7 @@ def crop(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> tuple[np.n
 
 def _reader(source: FrameSource, items: queue.Queue, alive: threading.Event) -> None:
     """Read frames into `items` until the source ends or the capture stage abandons this source."""
+    lower_thread_priority(READER_NICENESS)
     try:
         while alive.is_set():
             try:
