@@ -53,13 +53,24 @@ class Seen:
 class LineFeed:
     """The dashboard's observer of a running line (a `pipeline.DecisionObserver`)."""
 
-    def __init__(self, rejects_kept: int = 12, series_kept: int = 300, frame_interval_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        rejects_kept: int = 12,
+        series_kept: int = 300,
+        frame_interval_s: float = 0.2,
+        reject_interval_s: float = 0.25,
+    ) -> None:
         self._lock = threading.Lock()
         self._seq = 0
         self._latest: Seen | None = None
         self._rejects: deque[Seen] = deque(maxlen=rejects_kept)
         self._series: deque[tuple[int, str, float]] = deque(maxlen=series_kept)  # (part id, verdict, total ms)
         self._frame_interval_s = frame_interval_s
+        # at most one reject per interval enters the strip: a burst of rejects would otherwise cost the
+        # server two JPEG encodings each, on the cores the line needs (they are counted, not shown)
+        self._reject_interval_s = reject_interval_s
+        self._last_reject = -float("inf")
+        self._rejects_not_shown = 0
         # server thread only: the encoded latest frame (when encoded, seq, JPEG) and reject JPEGs, oldest first
         self._frame: tuple[float, int, bytes] | None = None
         self._jpegs: OrderedDict[tuple[int, str], bytes] = OrderedDict()
@@ -74,18 +85,25 @@ class LineFeed:
             seen = Seen(self._seq, record, image, anomaly_map)
             self._latest = seen
             if record["verdict"] != "PASS":
-                self._rejects.append(seen)
+                now = time.monotonic()
+                if now - self._last_reject >= self._reject_interval_s:
+                    self._rejects.append(seen)
+                    self._last_reject = now
+                else:
+                    self._rejects_not_shown += 1
             if total is not None:
                 self._series.append((record["part_id"], record["verdict"], total))
 
     # ---- server side -------------------------------------------------------------------------------------
     def view(self) -> dict[str, Any]:
-        """Latest decision, recent rejects (newest first) and the latency series, as JSON-ready values."""
+        """Latest decision, recent rejects (newest first, with how many were not shown), latency series, as JSON."""
         with self._lock:
             latest, rejects, series = self._latest, list(self._rejects), list(self._series)
+            not_shown = self._rejects_not_shown
         return {
             "latest": latest.summary() if latest is not None else None,
             "rejects": [seen.summary() for seen in reversed(rejects)],
+            "rejects_not_shown": not_shown,
             "series": [{"part_id": p, "verdict": v, "total_ms": t} for p, v, t in series],
         }
 
