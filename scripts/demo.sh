@@ -2,7 +2,7 @@
 # lineside end to end on the built-in synthetic example, CPU only, a few minutes:
 #   synth -> train (tiny preset) -> eval -> export INT8 -> calibrate -> TensorRT-RTX engine (sm86, ahead of time)
 #   -> line-side run on a video of parts, rejects driving a virtual serial relay (socat PTY pair).
-# Everything goes under ${DEMO_DIR:-demo}/. Set PRESET=edge for the real-weights model (about 6 minutes longer).
+# Everything goes under ${DEMO_DIR:-demo}/. Set PRESET=edge for the real-weights model (its training alone takes about 6 minutes).
 # During the run, the live dashboard is at http://${DASHBOARD:-127.0.0.1:8080}/ (DASHBOARD= turns it off).
 set -euo pipefail
 cd "$(dirname "$0")/.."
