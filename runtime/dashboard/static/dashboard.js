@@ -131,6 +131,9 @@ function live(info) {
       if (s.latest.image) $("frame").src = `/live/frame.jpg?seq=${s.latest.seq}`;
     }
     showRejects(s.rejects);
+    $("strip-title").textContent = s.rejects_not_shown
+      ? `last rejected parts (${s.rejects_not_shown} more too close together to show; all are counted)`
+      : "last rejected parts";
     drawChart(s.series);
   };
   events.onerror = () => setState(stopped ? "line stopped, waiting for a restart" : "connection lost, retrying", "lost");
