@@ -18,10 +18,10 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -39,38 +39,28 @@ from lineside.runtime.stats import Rolling
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 UNHEALTHY_AFTER_ERRORS = 3  # consecutive backend failures that stop the heartbeat
 # A thread waiting for the GIL gets it after at most this long (Python's default is 5 ms): the capture
 # hand-off, decision and pulse scheduling are short bursts of Python that must not queue behind another
 # thread's; measured on 2 cores, overhead p99 4.0-4.7 ms at 0.5 ms vs 5.0-5.4 ms at the default.
 GIL_SWITCH_S = 0.0005
+# OpenCV splits a large resize across its own pool; with inference holding the other cores, each resize
+# then waits for a busy core. On 2 cores (edge INT8 CRR, ~70 parts/s) the overhead p99 was 2.3-5.6 ms
+# with OpenCV's default pool and 2.3-3.5 ms with one thread, over 7 rounds each.
+OPENCV_THREADS = 1
 
 
 @contextmanager
-def gil_switch_interval(seconds: float) -> Iterator[None]:
-    """Set the interpreter's thread switch interval for the duration of the block."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
+def temporarily(get: Callable[[], T], set_to: Callable[[T], Any], value: T) -> Iterator[None]:
+    """Set a process-wide setting (read by `get`, written by `set_to`) to `value` for the block, then restore it."""
+    previous = get()
+    set_to(value)
     try:
         yield
     finally:
-        sys.setswitchinterval(previous)
-
-
-@contextmanager
-def opencv_threads(count: int) -> Iterator[None]:
-    """Run OpenCV with `count` worker threads for the duration of the block.
-
-    OpenCV splits a large resize across its own pool; with inference holding the other cores, each
-    resize then waits for a busy core. On 2 cores (edge INT8 CRR, ~70 parts/s) the runtime overhead p99
-    was 2.3-5.6 ms with OpenCV's default pool and 2.3-3.5 ms with one thread, over 7 rounds each.
-    """
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(count)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(previous)
+        set_to(previous)
 
 
 @dataclass
@@ -330,7 +320,10 @@ class Pipeline:
     # ---- run ---------------------------------------------------------------------------------------------
     def run(self) -> Counters:
         """Run until the source ends, max parts, or `stop`; then drain: every captured part is decided."""
-        with gil_switch_interval(GIL_SWITCH_S), opencv_threads(1):
+        with (
+            temporarily(sys.getswitchinterval, sys.setswitchinterval, GIL_SWITCH_S),
+            temporarily(cv2.getNumThreads, cv2.setNumThreads, OPENCV_THREADS),
+        ):
             return self._run_threads()
 
     def _run_threads(self) -> Counters:
