@@ -61,6 +61,14 @@ class ResultsLog:
                 self._handle = None
 
 
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """(H, W, 3) uint8 BGR -> JPEG bytes; OSError if OpenCV cannot encode it."""
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"JPEG encoding failed for an image of shape {image.shape}")
+    return data.tobytes()
+
+
 def heatmap_overlay(image: np.ndarray, anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
     """(H, W, 3) BGR image with the anomaly map blended in; red = at least twice the threshold."""
     scale = 2.0 * threshold if threshold > 0 else float(anomaly_map.max()) or 1.0
@@ -113,10 +121,7 @@ class RejectStore:
         if anomaly_map is not None:
             outputs.append((f"part{part_id:09d}_heatmap.jpg", heatmap_overlay(image, anomaly_map, threshold)))
         for name, picture in outputs:
-            ok, encoded = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            if not ok:
-                raise OSError(f"JPEG encoding failed for {name}")
-            data = encoded.tobytes()
+            data = encode_jpeg(picture)
             self._make_room(len(data))
             path = self.folder / name
             atomic_write_bytes(path, data)

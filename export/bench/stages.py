@@ -20,6 +20,7 @@ import numpy as np
 
 from lineside.errors import LinesideError
 from lineside.preprocess import resize_for_model
+from lineside.runtime.results import encode_jpeg, heatmap_overlay
 
 STAGES: tuple[str, ...] = ("decode", "resize", "postprocess", "decision", "actuation")  # timed on the host
 LINE_ORDER: tuple[str, ...] = ("decode", "resize", "preprocess", "postprocess", "decision", "actuation")
@@ -41,10 +42,10 @@ def camera_jpeg(image: np.ndarray, camera: tuple[int, int], quality: int = JPEG_
     frame = cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)  # (height, width, 3)
     noise = np.random.default_rng(seed).normal(0.0, 3.0, frame.shape)
     frame = np.clip(frame + noise, 0, 255).astype(np.uint8)
-    ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise LinesideError(f"OpenCV cannot encode a {width}x{height} JPEG frame")
-    return encoded.tobytes()
+    try:
+        return encode_jpeg(frame, quality)
+    except OSError as exc:
+        raise LinesideError(f"OpenCV cannot encode a {width}x{height} JPEG frame") from exc
 
 
 class HostStages:
@@ -71,7 +72,6 @@ class HostStages:
     def after(self, image: np.ndarray, anomaly_map: np.ndarray, score: np.ndarray, pulse: bool) -> dict[str, float]:
         """Post-process one result (batch 1), decide, drive the actuator; stage times."""
         from lineside.runtime.decision import decide
-        from lineside.runtime.results import heatmap_overlay
 
         start = time.perf_counter()
         value = float(score.reshape(-1)[0])

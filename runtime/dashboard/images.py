@@ -5,9 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from lineside.runtime.results import heatmap_overlay
+from lineside.runtime.results import encode_jpeg, heatmap_overlay
 
 MAX_SIDE = 480  # pixels: the page never needs more, and small JPEGs keep encoding cheap
+PAGE_JPEG_QUALITY = 85
 
 
 def fit(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
@@ -21,18 +22,10 @@ def fit(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     )
 
 
-def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
-    """(H, W, 3) uint8 BGR -> JPEG bytes."""
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
-    return data.tobytes()
-
-
 def render(image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float | None, heatmap: bool) -> bytes:
     """The part as a JPEG; with `heatmap`, the anomaly map blended in (red = twice the threshold)."""
     if heatmap and anomaly_map is not None:
         if anomaly_map.shape != image.shape[:2]:
             anomaly_map = cv2.resize(anomaly_map, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
         image = heatmap_overlay(image, anomaly_map, threshold or 0.0)
-    return encode_jpeg(fit(image))
+    return encode_jpeg(fit(image), PAGE_JPEG_QUALITY)
