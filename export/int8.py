@@ -164,14 +164,14 @@ def calibrate_histogram(fp32_path: Path, spec: QuantSpec, reader: Any) -> None:
         feeds = list(iter(reader.get_next, None))
         for start in range(0, len(feeds), HISTOGRAM_CHUNK):  # histograms merge across calls; memory stays bounded
             with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per pass
-                calibrator.collect_data(_FeedReader(feeds[start : start + HISTOGRAM_CHUNK]))
+                calibrator.collect_data(FeedReader(feeds[start : start + HISTOGRAM_CHUNK]))
         with contextlib.redirect_stdout(io.StringIO()):
             ranges = calibrator.compute_data()
         save_tensors_data(ranges, spec.cache)
 
 
-class _FeedReader:
-    """A calibration data reader over a list of ready feeds."""
+class FeedReader:
+    """A calibration data reader over a list of ready feeds (`{input name: array}` each)."""
 
     def __init__(self, feeds: list[dict[str, Any]]) -> None:
         self._feeds = iter(feeds)

@@ -18,6 +18,7 @@ pytest.importorskip("onnxruntime")
 
 from lineside.export.fp16 import convert_to_fp16  # noqa: E402
 from lineside.export.fuse import check_inference_only, fuse  # noqa: E402
+from lineside.export.int8 import FeedReader  # noqa: E402
 from lineside.export.onnx_export import export_onnx  # noqa: E402
 from lineside.export.ort_run import cpu_session, run_images  # noqa: E402
 from lineside.export.regions import find_regions  # noqa: E402
@@ -132,15 +133,9 @@ def test_fp16_graph_is_valid_keeps_fp32_io_and_tail_and_matches(fp32_graph: Path
     assert not np.array_equal(out.maps, ref.maps)  # it really computed in half precision
 
 
-class _Reader:
-    """A calibration data reader over (H, W, 3) uint8 images."""
-
-    def __init__(self, images: list[np.ndarray]) -> None:
-        self.it = iter(images)
-
-    def get_next(self) -> dict | None:
-        image = next(self.it, None)
-        return None if image is None else {"image": image[None]}
+def _reader(images: list[np.ndarray]) -> FeedReader:
+    """Calibration feeds of (H, W, 3) uint8 images."""
+    return FeedReader([{"image": image[None]} for image in images])
 
 
 def test_int8_flavours_have_the_right_qdq_types(fp32_graph: Path, tmp_path: Path) -> None:
@@ -152,7 +147,7 @@ def test_int8_flavours_have_the_right_qdq_types(fp32_graph: Path, tmp_path: Path
     assert regions.first_weighted in excluded and regions.tail <= set(excluded)
     images = _images(8)
     spec = QuantSpec("minmax", tmp_path / "ranges.json")
-    s8 = quantize(fp32_graph, tmp_path / "s8s8.onnx", "s8s8", excluded, spec, _Reader(images))
+    s8 = quantize(fp32_graph, tmp_path / "s8s8.onnx", "s8s8", excluded, spec, _reader(images))
     assert spec.cache.is_file()  # calibrated once, reused below without a reader
     u8 = quantize(fp32_graph, tmp_path / "u8s8.onnx", "u8s8", excluded, spec)
     for path, activation in ((s8, onnx.TensorProto.INT8), (u8, onnx.TensorProto.UINT8)):
@@ -179,7 +174,7 @@ def test_histogram_calibration_copes_with_near_constant_tensors(fp32_graph: Path
     excluded = sensitive_nodes(onnx.load(str(fp32_graph)), find_regions(onnx.load(str(fp32_graph))))
     images = _images(8)
     spec = QuantSpec(method, tmp_path / "ranges.json")
-    u8 = quantize(fp32_graph, tmp_path / "u8s8.onnx", "u8s8", excluded, spec, _Reader(images))
+    u8 = quantize(fp32_graph, tmp_path / "u8s8.onnx", "u8s8", excluded, spec, _reader(images))
     cache = json.loads(spec.cache.read_text())
     assert method in json.dumps(cache).lower()
     ref = run_images(cpu_session(fp32_graph), images)
@@ -250,7 +245,7 @@ def test_fp16_and_int8_graphs_parse_in_tensorrt_rtx(fp32_graph: Path, tmp_path: 
     regions = find_regions(model)
     onnx.save(convert_to_fp16(model, regions.body), str(tmp_path / "fp16.onnx"))
     spec = QuantSpec("minmax", tmp_path / "ranges.json")
-    quantize(fp32_graph, tmp_path / "s8s8.onnx", "s8s8", sensitive_nodes(model, regions), spec, _Reader(_images(4)))
+    quantize(fp32_graph, tmp_path / "s8s8.onnx", "s8s8", sensitive_nodes(model, regions), spec, _reader(_images(4)))
     logger = trt.Logger(trt.Logger.ERROR)
     for name, dtype in (("fp16.onnx", trt.DataType.HALF), ("s8s8.onnx", trt.DataType.INT8)):
         builder = trt.Builder(logger)

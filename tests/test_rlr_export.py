@@ -65,7 +65,7 @@ def test_full_model_onnx_matches_torch(tmp_path: Path) -> None:
 
 def test_int8_keeps_masked_attention_logits_float(tmp_path: Path) -> None:
     """The logits Add carries the -1e4 window mask: quantized, it wipes out the logits' resolution."""
-    from lineside.export.int8 import QuantSpec, quantize, sensitive_nodes
+    from lineside.export.int8 import FeedReader, QuantSpec, quantize, sensitive_nodes
     from lineside.export.regions import Regions
 
     torch.manual_seed(0)
@@ -80,17 +80,14 @@ def test_int8_keeps_masked_attention_logits_float(tmp_path: Path) -> None:
     assert logits and all(node.op_type == "Add" and node.name in excluded for node in logits)
     samples = [torch.randn(1, 72, 24).numpy() for _ in range(8)]
 
-    class Reader:
-        def __init__(self) -> None:
-            self.it = iter(samples)
-
-        def get_next(self) -> dict | None:
-            sample = next(self.it, None)
-            return None if sample is None else {"input": sample}
-
     def error(exclude: list[str], name: str) -> float:
         graph = quantize(
-            path, tmp_path / f"{name}.onnx", "u8s8", exclude, QuantSpec("minmax", tmp_path / "r.json"), Reader()
+            path,
+            tmp_path / f"{name}.onnx",
+            "u8s8",
+            exclude,
+            QuantSpec("minmax", tmp_path / "r.json"),
+            FeedReader([{"input": s} for s in samples]),
         )
         (out,) = _session(graph).run(None, {"input": samples[0]})
         (ref,) = _session(path).run(None, {"input": samples[0]})
