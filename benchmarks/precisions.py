@@ -22,7 +22,7 @@ from lineside.bench_options import BenchOptions, parse_choices
 from lineside.bundle import PRECISIONS
 from lineside.errors import LinesideError
 from lineside.export.bench.run import bench
-from lineside.export.bench.tables import Table, as_markdown, conditions, console, fmt
+from lineside.export.bench.tables import Table, as_markdown, conditions, console, fmt, variant_extras
 
 
 def summary_table(docs: dict[str, dict[str, Any]]) -> Table:
@@ -32,8 +32,7 @@ def summary_table(docs: dict[str, dict[str, Any]]) -> Table:
     rows = []
     for model, doc in docs.items():
         for row in doc["variants"]:
-            acc, delta, memory = row["accuracy"] or {}, row["accuracy_delta_points"] or {}, row["memory"] or {}
-            size = row["size_bytes"] / 1e6 if row["size_bytes"] else None
+            acc, delta, memory, size = variant_extras(row)
             rows.append(
                 [model, row["name"], fmt(row["latency"]["p50_ms"], 1), fmt(row["latency"]["p99_ms"], 1)]
                 + [fmt(row["speedup_vs_ort_fp32"]), fmt(acc.get("image_auroc"), 4), fmt(delta.get("image_auroc"))]

@@ -58,6 +58,12 @@ def throughput_table(doc: dict[str, Any]) -> Table:
     return "Throughput (images/s; '-' = static batch 1: export with --dynamic-batch)", headers, rows
 
 
+def variant_extras(row: dict[str, Any]) -> tuple[dict, dict, dict, float | None]:
+    """(accuracy, accuracy delta in points, memory, file size in MB) of a variant row; empty when not measured."""
+    size = row["size_bytes"] / 1e6 if row["size_bytes"] else None
+    return row["accuracy"] or {}, row["accuracy_delta_points"] or {}, row["memory"] or {}, size
+
+
 def accuracy_table(doc: dict[str, Any]) -> Table:
     """Accuracy and its delta to FP32 (points), file size, peak memory per variant."""
     headers = [
@@ -74,8 +80,7 @@ def accuracy_table(doc: dict[str, Any]) -> Table:
     ]
     rows = []
     for row in doc["variants"]:
-        acc, delta, memory = row["accuracy"] or {}, row["accuracy_delta_points"] or {}, row["memory"] or {}
-        size = row["size_bytes"] / 1e6 if row["size_bytes"] else None
+        acc, delta, memory, size = variant_extras(row)
         rows.append(
             [row["name"]]
             + [fmt(acc.get(m), 4) for m in ("image_auroc", "pixel_auroc", "aupro")]

@@ -37,7 +37,7 @@ def lower_thread_priority(steps: int) -> None:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + steps))
     except (AttributeError, OSError) as exc:  # no per-thread priorities here, or not permitted
-        log.debug("reader priority unchanged: %s", exc)
+        log.debug("thread priority unchanged: %s", exc)
 
 
 @dataclass(frozen=True)
