@@ -131,6 +131,16 @@ def line_rate(records: list[dict]) -> float:
     return len(records) / span if span > 0 else float("nan")
 
 
+def one_decision_per_part(records: list[dict], frames: int) -> bool:
+    """Every part id 0..frames-1 logged exactly once."""
+    return sorted(r["part_id"] for r in records) == list(range(frames))
+
+
+def machine() -> str:
+    """The CPU architecture and platform, for the report."""
+    return f"{platform.machine()} {platform.processor() or platform.platform()}"
+
+
 def replay(args: argparse.Namespace, folder: Path, log: Path, dashboard: str | None = None) -> tuple[dict, list]:
     """One unpaced replay of `folder` through `run_line`: (summary, part records)."""
     log.unlink(missing_ok=True)
@@ -170,7 +180,7 @@ def dashboard_round(args: argparse.Namespace, folder: Path, log: Path, on: bool)
     return {
         "dashboard": on,
         "fps": round(line_rate(records), 2),
-        "one_decision_per_part": sorted(r["part_id"] for r in records) == list(range(args.frames)),
+        "one_decision_per_part": one_decision_per_part(records, args.frames),
         "overhead_ms": summary["overhead_ms"],
         "overhead_cpu_ms": summary["overhead_cpu_ms"],
         "page": page,
@@ -236,7 +246,7 @@ def dashboard_side_by_side(args: argparse.Namespace, bundle: Any, folder: Path, 
         "model": bundle.manifest.model, "precision": bundle.manifest.precision, "frames": args.frames,
         "frame_size": args.frame_size, "threads": args.threads, "rounds": args.rounds, **modes, "verdict": met,
         "all_decisions_logged": all(r["one_decision_per_part"] for r in runs), "runs": runs,
-        "machine": f"{platform.machine()} {platform.processor() or platform.platform()}", "cpus": os.cpu_count(),
+        "machine": machine(), "cpus": os.cpu_count(),
     }  # fmt: skip
 
 
@@ -270,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
             write_report(args.out / "dashboard_overhead", both, dashboard_markdown(both))
             return 0 if both["all_decisions_logged"] else 1
         summary, records = replay(args, folder, log)
-    ids = sorted(r["part_id"] for r in records if r["type"] == "part")
     result = {
         "model": bundle.manifest.model,
         "precision": bundle.manifest.precision,
@@ -280,14 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         "backend": summary["backend"],
         "threads": args.threads,
         "frames": args.frames,
-        "decisions": len(ids),
-        "one_decision_per_part": ids == list(range(args.frames)),
+        "decisions": len(records),
+        "one_decision_per_part": one_decision_per_part(records, args.frames),
         "verdicts": summary["verdicts"],
         "fps": round(line_rate(records), 2),
         "stages_ms": stage_percentiles(records),
         "overhead_ms": summary["overhead_ms"],
         "overhead_cpu_ms": summary["overhead_cpu_ms"],
-        "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
+        "machine": machine(),
         "cpus": os.cpu_count(),
         "load_average": round(os.getloadavg()[0], 2),
     }
