@@ -73,8 +73,11 @@ def check_inference_only(fused: nn.Module, image: torch.Tensor) -> InferenceChec
     """
     in_train = tuple(name or "<root>" for name, module in fused.named_modules() if module.training)
     mode_dependent = sum(type(m).__name__ in _MODE_DEPENDENT for m in fused.modules())
+    return InferenceCheck(in_train, mode_dependent, max_abs_diff(fused, fused, image))
+
+
+def max_abs_diff(first: nn.Module, second: nn.Module, image: torch.Tensor) -> float:
+    """Largest absolute difference between the outputs of two modules on the same input."""
     with torch.no_grad():
-        first = fused(image)
-        second = fused(image)
-    diff = max(float((a - b).abs().max()) for a, b in zip(first, second, strict=True))
-    return InferenceCheck(in_train, mode_dependent, diff)
+        outputs = first(image), second(image)
+    return max(float((a - b).abs().max()) for a, b in zip(*outputs, strict=True))

@@ -36,6 +36,9 @@ QUANT_OPS = (
     "GlobalAveragePool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Pad", "Split", "Slice",
 )  # fmt: skip
 _FLOAT_OPS = frozenset({"Softmax", "LayerNormalization", "InstanceNormalization", "BatchNormalization"})
+_LOGITS_STEPS = frozenset({"Add", "Sub", "Mul", "Div", "Where"})  # between a q·k MatMul and its softmax
+_LOGITS_DEPTH = 4
+_SLOW_ON_CPU = frozenset({"AveragePool"})  # ORT's QLinearAveragePool is ~10x slower than the float pool
 
 
 def sensitive_nodes(model: Any, regions: Regions) -> list[str]:
@@ -47,17 +50,34 @@ def sensitive_nodes(model: Any, regions: Regions) -> list[str]:
     excluded = set(regions.head) | set(regions.tail)
     if regions.first_weighted:
         excluded.add(regions.first_weighted)
-    producers = {output: node.name for node in model.graph.node for output in node.output}
+    producers = {output: node for node in model.graph.node for output in node.output}
     softmax_outputs = set()
     for node in model.graph.node:
         if node.op_type in _FLOAT_OPS:
             excluded.add(node.name)
         if node.op_type == "Softmax":
             softmax_outputs.update(node.output)
-            if node.input[0] in producers:
-                excluded.add(producers[node.input[0]])
+            excluded.update(n.name for n in _logits_path(node, producers))
     excluded.update(n.name for n in model.graph.node if softmax_outputs & set(n.input))
     return sorted(excluded)
+
+
+def _logits_path(softmax: Any, producers: dict[str, Any]) -> list[Any]:
+    """The nodes computing a softmax's logits: elementwise steps (mask, scale) back to the MatMul q·k.
+
+    They stay float: the mask needs the range, and the q·k product reduces over one head's width only,
+    so an INT8 MatMul saves little while requantizing its (L, L) output costs more than it saves.
+    """
+    path, name = [], softmax.input[0]
+    while name in producers and len(path) < _LOGITS_DEPTH:
+        node = producers[name]
+        if node.op_type not in _LOGITS_STEPS | {"MatMul"}:
+            break
+        path.append(node)
+        if node.op_type == "MatMul":
+            break
+        name = next((i for i in node.input if i in producers), "")
+    return path
 
 
 def quantizable_nodes(model: Any, excluded: list[str]) -> list[str]:
@@ -104,7 +124,7 @@ def quantize(
         str(out_path),
         calibration_data_reader=reader,
         quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(QUANT_OPS),
+        op_types_to_quantize=[op for op in QUANT_OPS if symmetric or op not in _SLOW_ON_CPU],
         per_channel=True,
         reduce_range=False,
         activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,

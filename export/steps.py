@@ -22,10 +22,13 @@ SENSITIVITY_IMAGES = 8
 
 
 def _fused_graph(loaded: LoadedCheckpoint, options: ExportOptions, work: Path, stages: Any) -> tuple[Any, dict]:
-    """Fuse, prove inference-only, freeze 'same' padding, export and simplify; returns (fused, report)."""
+    """Fuse, prove inference-only, freeze 'same' padding, export the model's inference form and simplify.
+
+    Returns the fused trained model (the parity reference) and the report part of these steps.
+    """
     import torch
 
-    from lineside.export.fuse import check_inference_only, fuse_checkpoint
+    from lineside.export.fuse import check_inference_only, fuse, fuse_checkpoint, max_abs_diff
     from lineside.export.onnx_export import export_onnx
     from lineside.export.simplify import simplify
     from lineside.export.static_pad import freeze_same_padding
@@ -39,8 +42,10 @@ def _fused_graph(loaded: LoadedCheckpoint, options: ExportOptions, work: Path, s
     if not check.ok:
         raise RuntimeError(f"the model is not inference-only after eval(): {check}")
     frozen = freeze_same_padding(fused, example)
+    exported = fuse(fused.preprocess, fused.model.inference_form())
+    form_diff = max_abs_diff(fused, exported, example)
     stages.start("onnx")
-    export_onnx(fused, work / "raw.onnx", size, dynamic_batch=options.dynamic_batch)  # type: ignore[arg-type]
+    export_onnx(exported, work / "raw.onnx", size, dynamic_batch=options.dynamic_batch)  # type: ignore[arg-type]
     stages.start("simplify")
     simplified = simplify(work / "raw.onnx", work / "fp32.onnx")
     report = {
@@ -50,6 +55,7 @@ def _fused_graph(loaded: LoadedCheckpoint, options: ExportOptions, work: Path, s
             "repeat_max_abs_diff": check.repeat_max_abs_diff,
         },
         "static_same_padding_convs": frozen,
+        "inference_form": {"rewritten": exported.model is not fused.model, "max_abs_diff": form_diff},
         "simplify": vars(simplified),
     }
     return fused, report

@@ -49,6 +49,8 @@ def test_fp32_onnx_matches_torch(bundles, name: str) -> None:
     assert report["inference_check"]["modules_in_train_mode"] == []
     assert report["inference_check"]["repeat_max_abs_diff"] == 0.0
     assert report["simplify"]["nodes_after"] < report["simplify"]["nodes_before"]
+    form = report["inference_form"]  # the exported module is the cheaper form, checked against the trained one
+    assert form["rewritten"] and form["max_abs_diff"] < 1e-3 * parity["map_range"]
     assert report["accuracy"]["fp32"]["mean"]["image_auroc"] >= MIN_AUROC[name]
 
 

@@ -35,7 +35,9 @@ class TinyDetector(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU6(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU6())
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU6(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU6(), nn.AvgPool2d(3, 1, 1)
+        )
         self.decoder = nn.Sequential(nn.Conv2d(32, 32, 1), nn.ReLU(), nn.Dropout(0.3), nn.Conv2d(32, 32, 1))
 
     def forward(self, images: torch.Tensor) -> AnomalyOutput:  # (B, 3, H, W)
@@ -159,6 +161,10 @@ def test_int8_flavours_have_the_right_qdq_types(fp32_graph: Path, tmp_path: Path
         assert dq_inputs and {w.data_type for w in dq_inputs} == {onnx.TensorProto.INT8}  # weights; no int32 bias
         if activation == onnx.TensorProto.INT8:
             assert all(not onnx.numpy_helper.to_array(z).any() for z in zero_points)  # symmetric: zero point 0
+        pools = [n.output[0] for n in graph.node if n.op_type == "AveragePool"]
+        requantized = [any(p in n.input for n in graph.node if n.op_type == "QuantizeLinear") for p in pools]
+        # TensorRT pools INT8; ORT's CPU QLinearAveragePool is slower than the float pool
+        assert requantized == [activation == onnx.TensorProto.INT8]
         ref = run_images(cpu_session(fp32_graph), images)
         out = run_images(cpu_session(path), images)
         assert np.abs(out.maps - ref.maps).max() < 0.25 * np.ptp(ref.maps)

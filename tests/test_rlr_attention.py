@@ -8,7 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lineside.train.models.local_attention import MASK_VALUE, MaskedAttention, window_mask
+from lineside.train.models.local_attention import (
+    MASK_VALUE,
+    ConstantWindowAttention,
+    MaskedAttention,
+    block_side,
+    block_windows,
+    window_mask,
+)
 
 torch.set_num_threads(1)
 
@@ -107,3 +114,33 @@ def test_mask_actually_limits_what_a_query_sees() -> None:
         delta = (attn(query, value, changed, mask) - attn(query, value, value, mask)).abs().amax(dim=-1)[0]  # (L,)
     seen = delta.reshape(8, 8) > 1e-6
     assert seen[6:, 6:].all() and seen.sum() == 4  # only the 2x2 corner block has the token in its 3x3 window
+
+
+@pytest.mark.parametrize(
+    ("grid", "window", "side"), [((8, 8), 7, 4), ((6, 9), 3, 3), ((10, 10), 5, 2), ((7, 11), 5, 1)]
+)
+def test_block_windows_keep_exactly_each_querys_window(grid: tuple[int, int], window: int, side: int) -> None:
+    assert block_side(*grid) == side
+    index, mask = block_windows(*grid, window, side)
+    dense = torch.full((grid[0] * grid[1],) * 2, MASK_VALUE)  # rebuild the (L, L) mask from the blocks
+    rows = torch.arange(grid[0]).reshape(-1, side).repeat_interleave(grid[1] // side, 0)  # block-major queries
+    cols = torch.arange(grid[1]).reshape(-1, side).repeat(grid[0] // side, 1)
+    queries = (rows[:, :, None] * grid[1] + cols[:, None, :]).reshape(len(index), side * side)  # (n, s^2)
+    for block in range(len(index)):
+        for slot, query in enumerate(queries[block]):
+            kept = index[block][mask[block, slot] == 0]
+            dense[query, kept] = 0.0
+    torch.testing.assert_close(dense, window_mask(*grid, window, inside=True), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("grid", "window"), [((8, 8), 7), ((6, 9), 3), ((10, 10), 5), ((7, 11), 5)])
+def test_constant_window_attention_equals_the_masked_form(grid: tuple[int, int], window: int) -> None:
+    torch.manual_seed(0)
+    dim, length = 32, grid[0] * grid[1]
+    attn = MaskedAttention(dim, 4).eval()
+    query, reference = torch.randn(2, length, dim), torch.randn(1, length, dim)
+    baked = ConstantWindowAttention(attn, reference, reference, grid, window)
+    with torch.no_grad():
+        expected = attn(query, reference, reference, window_mask(*grid, window, inside=True))
+        torch.testing.assert_close(baked(query), expected, rtol=0, atol=1e-5)
+    assert baked.keys.shape[-1] == (block_side(*grid) + window - 1) ** 2  # logits over the block's union window

@@ -78,6 +78,8 @@ def test_int8_keeps_masked_attention_logits_float(tmp_path: Path) -> None:
     producers = {out: n for n in model.graph.node for out in n.output}
     logits = [producers[n.input[0]] for n in model.graph.node if n.op_type == "Softmax"]
     assert logits and all(node.op_type == "Add" and node.name in excluded for node in logits)
+    products = [producers[node.input[0]] for node in logits]  # q·k: a head-width reduction into an (L, L) output
+    assert all(node.op_type == "MatMul" and node.name in excluded for node in products)
     samples = [torch.randn(1, 72, 24).numpy() for _ in range(8)]
 
     def error(exclude: list[str], name: str) -> float:
@@ -94,5 +96,21 @@ def test_int8_keeps_masked_attention_logits_float(tmp_path: Path) -> None:
         return float(np.abs(out - ref).max() / np.ptp(ref))
 
     kept = error(excluded, "kept")
-    quantized_logits = error([n for n in excluded if n not in {node.name for node in logits}], "quantized")
+    quantized_logits = error([n for n in excluded if n not in {node.name for node in logits + products}], "quantized")
     assert kept < 0.1 and quantized_logits > 2 * kept
+
+
+def test_inference_form_onnx_matches_the_trained_model(tmp_path: Path) -> None:
+    """The exported form (pre-gathered LCA windows, matrix map tail) against the trained module itself."""
+    torch.manual_seed(0)
+    model = RLR(TINY, ["a"], random_init_backbone=True).eval()
+    images = torch.randn(2, 3, 96, 96)
+    path = tmp_path / "rlr_form.onnx"
+    _export(model.inference_form(), images, path, list(OUTPUT_NAMES))
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "Resize" not in ops and ops.count("MatMul") > 0  # the map tail is MatMuls on constants
+    anomaly_map, score = _session(path).run(None, {"input": images.numpy()})
+    with torch.no_grad():
+        expected = model(images)
+    np.testing.assert_allclose(anomaly_map, expected.anomaly_map.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(score, expected.score.numpy(), rtol=1e-4, atol=1e-5)

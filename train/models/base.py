@@ -83,6 +83,10 @@ class AnomalyModel(nn.Module):
     def training_stages(self) -> list[TrainingStage]:
         raise NotImplementedError
 
+    def inference_form(self) -> AnomalyModel:
+        """The module to export: same outputs as eval-mode `forward`, possibly a cheaper graph (default: self)."""
+        return self
+
 
 MODELS: dict[str, type[AnomalyModel]] = {}
 

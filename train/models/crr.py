@@ -9,6 +9,7 @@ Stage 1 trains reconstruction of clean features from clean AND synthetically def
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 from lineside.errors import LinesideError
 from lineside.train.backbones import build_backbone
 from lineside.train.models.base import AnomalyModel, AnomalyOutput, TrainBatch, TrainingStage, register_model
-from lineside.train.models.layers import DecoderBlock, GaussianBlur, cosine_distance, top_mean_score
+from lineside.train.models.layers import DecoderBlock, UpsampleBlur, cosine_distance, top_mean_score
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class CRR(AnomalyModel):
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(),
             nn.Conv2d(hidden, 1, 1),
         )  # fmt: skip
-        self.blur = GaussianBlur(config.blur_sigma)
+        self.map_tail = UpsampleBlur(self.input_size, config.blur_sigma, align_corners=False)
 
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> per-group clean targets [(B, C_g, gh, gw)] on the common grid."""
@@ -173,9 +174,14 @@ class CRR(AnomalyModel):
         seg = torch.sigmoid(self.seg_head(dist))  # (B, 1, gh, gw)
         w = self.config.recon_weight
         grid_map = w * dist.mean(dim=1, keepdim=True) + (1 - w) * seg  # (B, 1, gh, gw)
-        full = F.interpolate(grid_map, size=self.input_size, mode="bilinear", align_corners=False)
-        anomaly_map = self.blur(full)  # (B, 1, H, W)
+        anomaly_map = self.map_tail([grid_map])  # (B, 1, H, W)
         return AnomalyOutput(anomaly_map, top_mean_score(anomaly_map, self.config.top_fraction))
+
+    def inference_form(self) -> CRR:
+        """A frozen copy whose upsample + blur tail runs as two MatMuls (same outputs to float rounding)."""
+        form = copy.deepcopy(self).eval()
+        form.map_tail = form.map_tail.as_matrices([self.grid])
+        return form
 
     def training_stages(self) -> list[TrainingStage]:
         modules = (self.bottleneck_in, self.bottleneck_out, self.blocks, self.heads)

@@ -67,3 +67,75 @@ class MaskedAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)  # (B, h, L, d)
         batch, heads, length, head_dim = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, heads * head_dim))  # (B, L, D)
+
+
+def block_side(height: int, width: int) -> int:
+    """Side of the query blocks that share one gathered key window: the largest of 4, 3, 2, 1 dividing the grid."""
+    return next(side for side in (4, 3, 2, 1) if height % side == 0 and width % side == 0)
+
+
+def block_windows(height: int, width: int, window: int, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys each `side` x `side` query block may need, and the additive mask of each query's own window.
+
+    Returns indices (n_blocks, U) of the block's union window, U = (side + window - 1)^2, row-major
+    (out-of-grid cells point at token 0), and a mask (n_blocks, side^2, U): 0 where a key lies inside
+    that query's window and the grid, `MASK_VALUE` elsewhere.
+    """
+    half, span = window // 2, side + 2 * (window // 2)
+    block_rows = torch.arange(0, height, side).repeat_interleave(width // side)  # (n,) top row of each block
+    block_cols = torch.arange(0, width, side).repeat(height // side)  # (n,)
+    key_rows = block_rows[:, None] - half + torch.arange(span).repeat_interleave(span)[None]  # (n, U)
+    key_cols = block_cols[:, None] - half + torch.arange(span).repeat(span)[None]  # (n, U)
+    inside_grid = (key_rows >= 0) & (key_rows < height) & (key_cols >= 0) & (key_cols < width)
+    query_rows = block_rows[:, None] + torch.arange(side).repeat_interleave(side)[None]  # (n, side^2)
+    query_cols = block_cols[:, None] + torch.arange(side).repeat(side)[None]
+    near = ((query_rows[..., None] - key_rows[:, None]).abs() <= half) & (
+        (query_cols[..., None] - key_cols[:, None]).abs() <= half
+    )  # (n, side^2, U)
+    keep = near & inside_grid[:, None]
+    return torch.where(inside_grid, key_rows * width + key_cols, 0), torch.where(keep, 0.0, MASK_VALUE)
+
+
+class ConstantWindowAttention(nn.Module):
+    """`MaskedAttention(q, key, value, window_mask(inside=True))` for constant key/value, as an inference form.
+
+    With constant keys and values the windows can be gathered once. Queries go in `side` x `side`
+    blocks; each block attends over the union of its queries' windows with a per-query mask, so the
+    logits shrink from (L, L) to (L, U) and the graph is two batched MatMuls (side^2 rows each) +
+    Add + Softmax. Masked keys contribute exp(-1e4) = 0 in FP32 in both forms: same outputs to rounding.
+    """
+
+    def __init__(
+        self, attention: MaskedAttention, key: torch.Tensor, value: torch.Tensor, grid: tuple[int, int], window: int
+    ) -> None:
+        super().__init__()
+        self.heads, self.q_proj, self.out_proj = attention.heads, attention.q_proj, attention.out_proj
+        self.grid, self.side = grid, block_side(*grid)
+        with torch.no_grad():
+            keys = attention._split(attention.k_proj(key))[0] * attention.scale  # (h, L, d), scale folded in
+            values = attention._split(attention.v_proj(value))[0]  # (h, L, d)
+        index, mask = block_windows(*grid, window, self.side)  # (n, U), (n, side^2, U)
+        self.register_buffer("keys", keys[:, index].transpose(-1, -2).contiguous())  # (h, n, d, U)
+        self.register_buffer("values", values[:, index].contiguous())  # (h, n, U, d)
+        self.register_buffer("mask", mask)  # (n, side^2, U)
+
+    def _blocks(self, x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        """(B, h, L, d) <-> (B, h, n, side^2, d): row-major tokens to row-major blocks and back."""
+        (height, width), side = self.grid, self.side
+        batch, heads, depth = x.shape[0], x.shape[1], x.shape[-1]
+        grid = (
+            (height // side, side, width // side, side) if not inverse else (height // side, width // side, side, side)
+        )
+        x = x.reshape(batch, heads, *grid, depth).permute(0, 1, 2, 4, 3, 5, 6)
+        return (
+            x.reshape(batch, heads, height * width, depth) if inverse else x.reshape(batch, heads, -1, side**2, depth)
+        )
+
+    def forward(self, query: torch.Tensor) -> torch.Tensor:
+        """`query` (B, L, D) -> (B, L, D)."""
+        q = self.q_proj(query)
+        batch, length, dim = q.shape
+        q = self._blocks(q.reshape(batch, length, self.heads, dim // self.heads).transpose(1, 2))  # (B, h, n, s, d)
+        weights = torch.softmax(q @ self.keys + self.mask, dim=-1)  # (B, h, n, s, U)
+        out = self._blocks(weights @ self.values, inverse=True)  # (B, h, L, d)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))  # (B, L, D)

@@ -18,6 +18,7 @@ mean squared error + (1 - cos), upsampled to the input size, summed over levels,
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,8 +29,8 @@ from torch import nn
 
 from lineside.errors import LinesideError
 from lineside.train.models.base import AnomalyModel, AnomalyOutput, TrainBatch, TrainingStage, register_model
-from lineside.train.models.layers import GaussianBlur
-from lineside.train.models.local_attention import MaskedAttention, window_mask
+from lineside.train.models.layers import UpsampleBlur
+from lineside.train.models.local_attention import ConstantWindowAttention, MaskedAttention, window_mask
 
 
 def sincos_2d(dim: int, height: int, width: int) -> torch.Tensor:
@@ -56,12 +57,14 @@ class ReferenceLayer(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, dim * ffn_ratio), nn.GELU(), nn.Linear(dim * ffn_ratio, dim))
         self.norm2 = nn.LayerNorm(dim)
+        self.baked_lca: ConstantWindowAttention | None = None  # inference form of `lca`, see `bake_windows`
 
     def forward(
         self, x: torch.Tensor, ref: torch.Tensor, lca_mask: torch.Tensor, mlka_mask: torch.Tensor
     ) -> torch.Tensor:
         """x (B, L, D), ref (1, L, D), masks (L, L) -> (B, L, D)."""
-        x = self.norm1(2.0 * self.lca(x, ref, ref, lca_mask) + self.mlka(x, ref, x, mlka_mask))  # (B, L, D)
+        local = self.lca(x, ref, ref, lca_mask) if self.baked_lca is None else self.baked_lca(x)  # (B, L, D)
+        x = self.norm1(2.0 * local + self.mlka(x, ref, x, mlka_mask))  # (B, L, D)
         return self.norm2(x + self.ffn(x))  # (B, L, D)
 
 
@@ -82,11 +85,23 @@ class ReferenceDecoder(nn.Module):
         self.layers = nn.ModuleList(ReferenceLayer(dim, heads, ffn_ratio) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.project = nn.Linear(dim, channels)
+        self.grid, self.window = (height, width), window
+
+    def reference_tokens(self) -> torch.Tensor:
+        """The decoder's keys source: embedded reference + position, (1, L, D)."""
+        return self.ref_embed(self.reference) + self.position
+
+    def bake_windows(self) -> None:
+        """Switch every layer's LCA to its gathered-window inference form (the reference is a constant now)."""
+        with torch.no_grad():
+            ref = self.reference_tokens()
+        for layer in self.layers:
+            layer.baked_lca = ConstantWindowAttention(layer.lca, ref, ref, self.grid, self.window)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, L, C) -> reconstruction (B, L, C)."""
         x = self.embed(tokens) + self.position  # (B, L, D)
-        ref = self.ref_embed(self.reference) + self.position  # (1, L, D)
+        ref = self.reference_tokens()  # (1, L, D)
         for layer in self.layers:
             x = layer(x, ref, self.lca_mask, self.mlka_mask)
         return self.project(self.norm(x))  # (B, L, C)
@@ -175,7 +190,19 @@ class RLR(AnomalyModel):
             ReferenceDecoder(c, dim, (h, w), win, config.heads, config.layers, config.ffn_ratio)
             for (_, c, h, w), dim, win in zip(levels, config.dims, config.windows, strict=True)
         )
-        self.blur = GaussianBlur(config.blur_sigma)
+        self.map_tail = UpsampleBlur(self.input_size, config.blur_sigma, align_corners=True)
+
+    def inference_form(self) -> RLR:
+        """A frozen copy whose LCA reads pre-gathered windows of the constant reference (see `bake_windows`).
+
+        Same outputs (to float rounding); the dense (L, L) masked LCA becomes (L, window^2), which was
+        most of the stride-8 decoder's cost in an exported graph, and the map tail becomes MatMuls.
+        """
+        form = copy.deepcopy(self).eval()
+        for decoder in form.decoders:
+            decoder.bake_windows()
+        form.map_tail = form.map_tail.as_matrices([decoder.grid for decoder in form.decoders])
+        return form
 
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Frozen features, 3x3 average pooled: (B, 3, H, W) -> [(B, C, H/8, W/8), (B, C', H/16, W/16)]."""
@@ -183,16 +210,14 @@ class RLR(AnomalyModel):
             return [self.pool(level) for level in self.encoder(images)[-2:]]
 
     def forward(self, images: torch.Tensor) -> AnomalyOutput:  # (B, 3, H, W) -> maps, scores
-        size = images.shape[-2:]
-        anomaly_map = torch.zeros_like(images[:, :1])  # (B, 1, H, W)
+        errors = []
         for level, decoder in zip(self.encode(images), self.decoders, strict=True):
             batch, channels, height, width = level.shape
             tokens = level.flatten(2).transpose(1, 2)  # (B, L, C)
             recon = decoder(tokens)  # (B, L, C)
             error = (tokens - recon).pow(2).mean(dim=-1) + 1.0 - _cosine(tokens, recon)  # (B, L)
-            error = error.reshape(batch, 1, height, width)
-            anomaly_map = anomaly_map + F.interpolate(error, size=size, mode="bilinear", align_corners=True)
-        anomaly_map = self.blur(anomaly_map)  # (B, 1, H, W)
+            errors.append(error.reshape(batch, 1, height, width))
+        anomaly_map = self.map_tail(errors)  # (B, 1, H, W)
         return AnomalyOutput(anomaly_map, anomaly_map.amax(dim=(1, 2, 3)))
 
     def loss_from_features(self, levels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
