@@ -12,6 +12,7 @@ from lineside.train.models.local_attention import (
     MASK_VALUE,
     ConstantWindowAttention,
     MaskedAttention,
+    TokenPool,
     block_side,
     block_windows,
     window_mask,
@@ -144,3 +145,33 @@ def test_constant_window_attention_equals_the_masked_form(grid: tuple[int, int],
         expected = attn(query, reference, reference, window_mask(*grid, window, inside=True))
         torch.testing.assert_close(baked(query), expected, rtol=0, atol=1e-5)
     assert baked.keys.shape[-1] == (block_side(*grid) + window - 1) ** 2  # logits over the block's union window
+
+
+@pytest.mark.parametrize(("grid", "window", "pool"), [((12, 12), 7, 2), ((6, 9), 3, 3), ((8, 6), 3, 2)])
+def test_pooled_key_mask_drops_every_block_touching_the_window(grid: tuple[int, int], window: int, pool: int) -> None:
+    height, width = grid
+    mask = window_mask(height, width, window, inside=False, key_pool=pool)
+    assert mask.shape == (height * width, height * width // pool**2)
+    half = window // 2
+    for query in range(height * width):
+        row, col = divmod(query, width)
+        for key in range(mask.shape[1]):
+            top, left = divmod(key, width // pool)
+            cells = [(top * pool + dr, left * pool + dc) for dr in range(pool) for dc in range(pool)]
+            touches = any(abs(r - row) <= half and abs(c - col) <= half for r, c in cells)
+            assert (mask[query, key] == MASK_VALUE) == touches
+    torch.testing.assert_close(
+        window_mask(height, width, window, inside=False, key_pool=1), window_mask(*grid, window, inside=False)
+    )
+
+
+def test_token_pool_averages_grid_blocks_and_refuses_a_ragged_grid() -> None:
+    tokens = torch.arange(2 * 24 * 3, dtype=torch.float32).reshape(2, 24, 3)  # (B, 4x6 grid, D)
+    pooled = TokenPool((4, 6), 2)(tokens)
+    assert pooled.shape == (2, 6, 3)
+    grid = tokens.reshape(2, 4, 6, 3)
+    torch.testing.assert_close(pooled[:, 0], grid[:, :2, :2].mean(dim=(1, 2)))  # top-left block
+    torch.testing.assert_close(pooled[:, 5], grid[:, 2:, 4:].mean(dim=(1, 2)))  # bottom-right block
+    assert TokenPool((4, 6), 1)(tokens) is tokens
+    with pytest.raises(ValueError, match="cannot be pooled"):
+        TokenPool((5, 6), 2)

@@ -108,3 +108,20 @@ def test_paper_preset_loads_b6_from_a_user_weights_file(tmp_path) -> None:
     assert torch.equal(stem, torch.load(weights, weights_only=True)["conv_stem.weight"])
     with pytest.raises(LinesideError, match="weights file"):
         build_model("rlr", "paper", ["a"])  # B6 has no bundled weights: refuse rather than run random
+
+
+def test_edge_preset_pools_mlka_keys_at_stride_8_and_old_configs_keep_the_dense_form() -> None:
+    from dataclasses import asdict
+
+    from lineside.train.models.base import build_model, config_from_dict
+    from lineside.train.models.rlr import RLRConfig
+
+    edge = build_model("rlr", "edge", ["a"], random_init_backbone=True).eval()
+    assert edge.config.key_pools == (2, 1)
+    assert [tuple(d.mlka_mask.shape) for d in edge.decoders] == [(1024, 256), (256, 256)]
+    assert [d.layers[0].key_pool.factor for d in edge.decoders] == [2, 1]
+    with torch.no_grad():
+        assert edge(torch.randn(1, 3, 256, 256)).anomaly_map.shape == (1, 1, 256, 256)
+    saved = asdict(RLRConfig())
+    del saved["key_pools"]  # a checkpoint written before the option existed
+    assert config_from_dict(RLRConfig, saved).key_pools == (1, 1)

@@ -18,8 +18,8 @@ from torch import nn
 MASK_VALUE = -1.0e4
 
 
-def window_mask(height: int, width: int, window: int, *, inside: bool) -> torch.Tensor:
-    """Additive (H*W, H*W) mask over a row-major token grid for a `window` x `window` neighbourhood.
+def window_mask(height: int, width: int, window: int, *, inside: bool, key_pool: int = 1) -> torch.Tensor:
+    """Additive (H*W, H*W / key_pool^2) mask over a row-major token grid for a `window` x `window` neighbourhood.
 
     Args:
         height: grid rows.
@@ -27,17 +27,42 @@ def window_mask(height: int, width: int, window: int, *, inside: bool) -> torch.
         window: odd side of the square neighbourhood centred on each query (clipped at borders).
         inside: True keeps only the neighbourhood (local attention); False masks the
             neighbourhood out and keeps everything else (the RLR paper's masked key attention).
+        key_pool: keys are `key_pool` x `key_pool` average-pooled blocks of the grid (see `TokenPool`);
+            a block is in the neighbourhood when any of its cells is.
     """
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window must be a positive odd number, got {window}")
     rows = torch.arange(height).repeat_interleave(width)  # (L,)
     cols = torch.arange(width).repeat(height)  # (L,)
+    key_rows = torch.arange(0, height, key_pool).repeat_interleave(width // key_pool)  # (K,) first row of a block
+    key_cols = torch.arange(0, width, key_pool).repeat(height // key_pool)  # (K,)
+
+    def gap(query: torch.Tensor, first: torch.Tensor) -> torch.Tensor:  # (L, K) distance to the block's span
+        return (first[None] - query[:, None]).clamp_min(0) + (query[:, None] - first[None] - key_pool + 1).clamp_min(0)
+
     half = window // 2
-    near = ((rows[:, None] - rows[None, :]).abs() <= half) & ((cols[:, None] - cols[None, :]).abs() <= half)  # (L, L)
+    near = (gap(rows, key_rows) <= half) & (gap(cols, key_cols) <= half)  # (L, K)
     keep = near if inside else ~near
     if not bool(keep.any(dim=1).all()):
         raise ValueError(f"a {window}x{window} window leaves some query of a {height}x{width} grid nothing to attend")
     return torch.where(keep, 0.0, MASK_VALUE).to(torch.float32)
+
+
+class TokenPool(nn.Module):
+    """Average-pools (B, H*W, D) row-major grid tokens by `factor` x `factor`: (B, H*W / factor^2, D)."""
+
+    def __init__(self, grid: tuple[int, int], factor: int) -> None:
+        super().__init__()
+        if factor < 1 or grid[0] % factor or grid[1] % factor:
+            raise ValueError(f"a {grid[0]}x{grid[1]} token grid cannot be pooled by {factor}")
+        self.grid, self.factor = grid, factor
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.factor == 1:
+            return tokens
+        batch, _, dim = tokens.shape
+        grid = tokens.transpose(1, 2).reshape(batch, dim, *self.grid)  # (B, D, H, W)
+        return F.avg_pool2d(grid, self.factor).flatten(2).transpose(1, 2)  # (B, L / factor^2, D)
 
 
 class MaskedAttention(nn.Module):
@@ -59,7 +84,7 @@ class MaskedAttention(nn.Module):
         return x.reshape(batch, length, self.heads, dim // self.heads).transpose(1, 2)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Attend `query` (B, L, D) over `key`/`value` (B or 1, L, D) with `mask` (L, L); returns (B, L, D)."""
+        """Attend `query` (B, L, D) over `key`/`value` (B or 1, K, D) with `mask` (L, K); returns (B, L, D)."""
         q = self._split(self.q_proj(query))  # (B, h, L, d)
         k = self._split(self.k_proj(key)).expand(q.shape[0], -1, -1, -1)  # (B, h, L, d)
         v = self._split(self.v_proj(value)).expand(q.shape[0], -1, -1, -1)  # (B, h, L, d)

@@ -30,7 +30,7 @@ from torch import nn
 from lineside.errors import LinesideError
 from lineside.train.models.base import AnomalyModel, AnomalyOutput, TrainBatch, TrainingStage, register_model
 from lineside.train.models.layers import UpsampleBlur
-from lineside.train.models.local_attention import ConstantWindowAttention, MaskedAttention, window_mask
+from lineside.train.models.local_attention import ConstantWindowAttention, MaskedAttention, TokenPool, window_mask
 
 
 def sincos_2d(dim: int, height: int, width: int) -> torch.Tensor:
@@ -50,8 +50,9 @@ def sincos_2d(dim: int, height: int, width: int) -> torch.Tensor:
 class ReferenceLayer(nn.Module):
     """One RLR decoder layer: LN(2 * LCA + MLKA), then a residual FFN and LN."""
 
-    def __init__(self, dim: int, heads: int, ffn_ratio: int) -> None:
+    def __init__(self, dim: int, heads: int, ffn_ratio: int, key_pool: TokenPool) -> None:
         super().__init__()
+        self.key_pool = key_pool  # MLKA's keys and values, pooled (identity at factor 1, the paper's form)
         self.lca = MaskedAttention(dim, heads)
         self.mlka = MaskedAttention(dim, heads)
         self.norm1 = nn.LayerNorm(dim)
@@ -62,9 +63,9 @@ class ReferenceLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, ref: torch.Tensor, lca_mask: torch.Tensor, mlka_mask: torch.Tensor
     ) -> torch.Tensor:
-        """x (B, L, D), ref (1, L, D), masks (L, L) -> (B, L, D)."""
+        """x (B, L, D), ref (1, L, D), masks (L, L) and (L, K) -> (B, L, D)."""
         local = self.lca(x, ref, ref, lca_mask) if self.baked_lca is None else self.baked_lca(x)  # (B, L, D)
-        x = self.norm1(2.0 * local + self.mlka(x, ref, x, mlka_mask))  # (B, L, D)
+        x = self.norm1(2.0 * local + self.mlka(x, self.key_pool(ref), self.key_pool(x), mlka_mask))  # (B, L, D)
         return self.norm2(x + self.ffn(x))  # (B, L, D)
 
 
@@ -72,17 +73,27 @@ class ReferenceDecoder(nn.Module):
     """Rebuilds one feature level (B, L, C) from a learnable reference (1, L, C)."""
 
     def __init__(
-        self, channels: int, dim: int, grid: tuple[int, int], window: int, heads: int, layers: int, ffn_ratio: int
+        self,
+        channels: int,
+        dim: int,
+        grid: tuple[int, int],
+        window: int,
+        heads: int,
+        layers: int,
+        ffn_ratio: int,
+        key_pool: int = 1,
     ) -> None:
         super().__init__()
         height, width = grid
+        pool = TokenPool(grid, key_pool)
         self.reference = nn.Parameter(torch.randn(1, height * width, channels))  # (1, L, C)
         self.embed = nn.Linear(channels, dim)
         self.ref_embed = nn.Linear(channels, dim)
         self.register_buffer("position", sincos_2d(dim, height, width), persistent=False)  # (1, L, D)
         self.register_buffer("lca_mask", window_mask(height, width, window, inside=True), persistent=False)
-        self.register_buffer("mlka_mask", window_mask(height, width, window, inside=False), persistent=False)
-        self.layers = nn.ModuleList(ReferenceLayer(dim, heads, ffn_ratio) for _ in range(layers))
+        mlka_mask = window_mask(height, width, window, inside=False, key_pool=key_pool)  # (L, L / key_pool^2)
+        self.register_buffer("mlka_mask", mlka_mask, persistent=False)
+        self.layers = nn.ModuleList(ReferenceLayer(dim, heads, ffn_ratio, pool) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.project = nn.Linear(dim, channels)
         self.grid, self.window = (height, width), window
@@ -123,12 +134,17 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class RLRConfig:
-    """RLR hyper-parameters (defaults: the edge preset); levels are the encoder's stride-8 and stride-16 features."""
+    """RLR hyper-parameters (defaults: the edge preset, but for `key_pools`); levels are strides 8 and 16.
+
+    `key_pools` pools MLKA's keys and values per level (1 = the paper's form). It defaults to 1 so that
+    checkpoints written before it existed load as trained; the edge preset pools the stride-8 level 2x2.
+    """
 
     backbone: str = "efficientnet_lite2"
     input_size: tuple[int, int] = (256, 256)
     dims: tuple[int, int] = (64, 128)  # decoder width per level
     windows: tuple[int, int] = (7, 5)  # local window side per level
+    key_pools: tuple[int, int] = (1, 1)  # MLKA key/value average pooling per level
     heads: int = 4
     layers: int = 1
     ffn_ratio: int = 2
@@ -146,8 +162,9 @@ PRESETS: dict[str, RLRConfig] = {
         backbone="efficientnet_lite0", input_size=(128, 128), dims=(32, 64), heads=4, layers=1, ffn_ratio=2,
         epochs=30, lr=5e-3, batch_size=8,
     ),
-    # the edge default: Lite2 (real weights), 256 px, one layer per level, trained on CPU from cached features
-    "edge": RLRConfig(),
+    # the edge default: Lite2 (real weights), 256 px, one layer per level, trained on CPU from cached features;
+    # MLKA reads 2x2-pooled keys/values at stride 8: a quarter of its dense (L, L) attention, which stays float in INT8
+    "edge": RLRConfig(key_pools=(2, 1)),
     # the paper: EfficientNet-B6 from a user weights file, 4 layers, widths 256/512, 200 epochs, batch 4, lr 1e-4
     "paper": RLRConfig(
         backbone="efficientnet_b6", input_size=(256, 256), dims=(256, 512), heads=8, layers=4, ffn_ratio=4,
@@ -187,8 +204,8 @@ class RLR(AnomalyModel):
                 f"RLR needs the last two {config.backbone} levels at strides 8 and 16 of {self.input_size}"
             )
         self.decoders = nn.ModuleList(
-            ReferenceDecoder(c, dim, (h, w), win, config.heads, config.layers, config.ffn_ratio)
-            for (_, c, h, w), dim, win in zip(levels, config.dims, config.windows, strict=True)
+            ReferenceDecoder(c, dim, (h, w), win, config.heads, config.layers, config.ffn_ratio, pool)
+            for (_, c, h, w), dim, win, pool in zip(levels, config.dims, config.windows, config.key_pools, strict=True)
         )
         self.map_tail = UpsampleBlur(self.input_size, config.blur_sigma, align_corners=True)
 
