@@ -30,6 +30,8 @@ from tqdm import tqdm
 
 from lineside.atomic import atomic_write_json, atomic_write_text
 from lineside.bundle import load_bundle
+from lineside.errors import LinesideError
+from lineside.runtime.decision import resolve_threshold
 from lineside.runtime.ejector import EjectorConfig
 from lineside.runtime.runner import RunOptions, run_line
 from lineside.runtime.sources.capture import CaptureConfig
@@ -269,8 +271,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="with --dashboard: off/on pairs to run (default 3)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
-    height, width = (int(v) for v in args.frame_size.lower().split("x"))
+    try:
+        return measure(args)
+    except LinesideError as exc:
+        print(f"runtime_overhead.py: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """'HEIGHTxWIDTH' -> (height, width), or a one-line error."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise LinesideError(f"--frame-size must be HEIGHTxWIDTH in pixels, e.g. 480x640, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def measure(args: argparse.Namespace) -> int:
+    """Replay, measure and write the report; exit code 0 when every part got exactly one decision."""
+    height, width = frame_size(args.frame_size)
     bundle = load_bundle(args.bundle)
+    resolve_threshold(bundle, args.threshold, None)  # refuse before rendering hundreds of frames
     with tempfile.TemporaryDirectory(prefix="lineside-overhead-") as tmp:
         folder = Path(tmp) / "frames"
         synthetic_parts(folder, args.frames, (height, width))
