@@ -8,12 +8,14 @@ shared by all classes, not from the input, so the decoder cannot learn an identi
   window (7x7 at stride 8, 5x5 at stride 16).
 * Masked Learnable Key Attention (MLKA): query = input, key = reference, value = input, with the
   query's own local window masked OUT (as the authors' code does), so a token cannot copy itself
-  or its neighbours and must be predicted from the rest of the image.
+  or its neighbours and must be predicted from the rest of the image. The edge preset reads its keys
+  and values 2x2 average pooled at stride 8 (`key_pools`), a quarter of the dense attention.
 
 Layer: x = LN(2 * LCA + MLKA); x = LN(x + FFN(x)). Training adds feature-jitter noise to the input
 tokens and minimises MSE + (1 - cos) against the clean features. Anomaly map per level =
 mean squared error + (1 - cos), upsampled to the input size, summed over levels, Gaussian blur
-(sigma 4) as a fixed convolution; image score = max of the map.
+(sigma 4) as a fixed convolution; image score = max of the map. `inference_form()` is the
+equivalent, cheaper module that `lineside export` traces.
 """
 
 from __future__ import annotations
