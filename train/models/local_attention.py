@@ -112,13 +112,12 @@ def block_windows(height: int, width: int, window: int, side: int) -> tuple[torc
     key_rows = block_rows[:, None] - half + torch.arange(span).repeat_interleave(span)[None]  # (n, U)
     key_cols = block_cols[:, None] - half + torch.arange(span).repeat(span)[None]  # (n, U)
     inside_grid = (key_rows >= 0) & (key_rows < height) & (key_cols >= 0) & (key_cols < width)
+    keys = torch.where(inside_grid, key_rows * width + key_cols, 0)  # (n, U)
     query_rows = block_rows[:, None] + torch.arange(side).repeat_interleave(side)[None]  # (n, side^2)
-    query_cols = block_cols[:, None] + torch.arange(side).repeat(side)[None]
-    near = ((query_rows[..., None] - key_rows[:, None]).abs() <= half) & (
-        (query_cols[..., None] - key_cols[:, None]).abs() <= half
-    )  # (n, side^2, U)
-    keep = near & inside_grid[:, None]
-    return torch.where(inside_grid, key_rows * width + key_cols, 0), torch.where(keep, 0.0, MASK_VALUE)
+    queries = query_rows * width + block_cols[:, None] + torch.arange(side).repeat(side)[None]  # (n, side^2)
+    dense = window_mask(height, width, window, inside=True)  # (L, L)
+    mask = torch.where(inside_grid[:, None], dense[queries[..., None], keys[:, None]], MASK_VALUE)  # (n, side^2, U)
+    return keys, mask
 
 
 class ConstantWindowAttention(nn.Module):
@@ -144,23 +143,23 @@ class ConstantWindowAttention(nn.Module):
         self.register_buffer("values", values[:, index].contiguous())  # (h, n, U, d)
         self.register_buffer("mask", mask)  # (n, side^2, U)
 
-    def _blocks(self, x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-        """(B, h, L, d) <-> (B, h, n, side^2, d): row-major tokens to row-major blocks and back."""
+    def _to_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, h, L, d) row-major tokens -> (B, h, n, side^2, d) row-major blocks."""
         (height, width), side = self.grid, self.side
-        batch, heads, depth = x.shape[0], x.shape[1], x.shape[-1]
-        grid = (
-            (height // side, side, width // side, side) if not inverse else (height // side, width // side, side, side)
-        )
-        x = x.reshape(batch, heads, *grid, depth).permute(0, 1, 2, 4, 3, 5, 6)
-        return (
-            x.reshape(batch, heads, height * width, depth) if inverse else x.reshape(batch, heads, -1, side**2, depth)
-        )
+        x = x.reshape(*x.shape[:2], height // side, side, width // side, side, x.shape[-1])
+        return x.permute(0, 1, 2, 4, 3, 5, 6).reshape(*x.shape[:2], -1, side**2, x.shape[-1])
+
+    def _from_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, h, n, side^2, d) row-major blocks -> (B, h, L, d) row-major tokens."""
+        (height, width), side = self.grid, self.side
+        x = x.reshape(*x.shape[:2], height // side, width // side, side, side, x.shape[-1])
+        return x.permute(0, 1, 2, 4, 3, 5, 6).reshape(*x.shape[:2], height * width, x.shape[-1])
 
     def forward(self, query: torch.Tensor) -> torch.Tensor:
         """`query` (B, L, D) -> (B, L, D)."""
         q = self.q_proj(query)
         batch, length, dim = q.shape
-        q = self._blocks(q.reshape(batch, length, self.heads, dim // self.heads).transpose(1, 2))  # (B, h, n, s, d)
+        q = self._to_blocks(q.reshape(batch, length, self.heads, dim // self.heads).transpose(1, 2))  # (B, h, n, s, d)
         weights = torch.softmax(q @ self.keys + self.mask, dim=-1)  # (B, h, n, s, U)
-        out = self._blocks(weights @ self.values, inverse=True)  # (B, h, L, d)
+        out = self._from_blocks(weights @ self.values)  # (B, h, L, d)
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))  # (B, L, D)
