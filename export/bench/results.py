@@ -15,8 +15,8 @@ SCHEMA_VERSION = 2
 METRICS: tuple[str, ...] = ("image_auroc", "pixel_auroc", "aupro")
 
 
-def _throughput(variant: Variant) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = [{"batch": 1, "images_per_s": 1000.0 / latency_stats(variant.latencies_ms)["mean_ms"]}]
+def _throughput(variant: Variant, latency: dict[str, float]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = [{"batch": 1, "images_per_s": latency["images_per_s"]}]
     for size, values in sorted(variant.batch_ms.items()):
         stats = latency_stats(values, images_per_call=size)
         rows.append({"batch": size, "images_per_s": stats.pop("images_per_s"), "batch_latency": stats})
@@ -25,6 +25,7 @@ def _throughput(variant: Variant) -> list[dict[str, Any]]:
 
 def variant_row(variant: Variant) -> dict[str, Any]:
     """One variant's measurements (latencies kept raw, for re-analysis)."""
+    latency = latency_stats(variant.latencies_ms)
     return {
         "name": variant.name,
         "model": variant.model,
@@ -34,9 +35,9 @@ def variant_row(variant: Variant) -> dict[str, Any]:
         "size_bytes": variant.size_bytes,
         "dynamic_batch": variant.opened.dynamic_batch,
         "max_batch": variant.opened.max_batch,
-        "latency": latency_stats(variant.latencies_ms),
+        "latency": latency,
         "end_to_end": latency_stats(variant.end_to_end_ms),
-        "throughput": _throughput(variant),
+        "throughput": _throughput(variant, latency),
         "memory": variant.memory,
         "accuracy": variant.accuracy,
         "latencies_ms": [round(v, 4) for v in variant.latencies_ms],

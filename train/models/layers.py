@@ -117,7 +117,6 @@ class MatrixUpsampleBlur(nn.Module):
 
     def __init__(self, rows: list[torch.Tensor], cols: list[torch.Tensor]) -> None:
         super().__init__()
-        self.count = len(rows)
         for index, (row, col) in enumerate(zip(rows, cols, strict=True)):
             self.register_buffer(f"rows{index}", row, persistent=False)  # (H, h)
             self.register_buffer(f"cols{index}", col, persistent=False)  # (w, W)

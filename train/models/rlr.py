@@ -214,8 +214,9 @@ class RLR(AnomalyModel):
     def inference_form(self) -> RLR:
         """A frozen copy whose LCA reads pre-gathered windows of the constant reference (see `bake_windows`).
 
-        Same outputs (to float rounding); the dense (L, L) masked LCA becomes (L, window^2), which was
-        most of the stride-8 decoder's cost in an exported graph, and the map tail becomes MatMuls.
+        Same outputs (to float rounding); the dense (L, L) masked LCA becomes (L, U) over each query
+        block's union window (`ConstantWindowAttention`), which was most of the stride-8 decoder's cost
+        in an exported graph, and the map tail becomes MatMuls.
         """
         form = copy.deepcopy(self).eval()
         for decoder in form.decoders:
