@@ -13,7 +13,10 @@ class Frame:
     """One part as the capture stage saw it.
 
     `image` is None when the part could not be imaged (unreadable or corrupt frame, or a part missed
-    while the source was stalled); `error` then says why and the part gets an ERROR verdict.
+    while the source was stalled); `error` then says why and the part gets an ERROR verdict, and
+    `cause` names the kind of failure for the log (`frame_dropped`: the source's counter skipped
+    this part; `source_down`: missed during an outage). `counter` is the source's own frame counter
+    (see FrameSource), None when the source has none.
     """
 
     part_id: int
@@ -23,11 +26,15 @@ class Frame:
     error: str | None = None
     handoff_mono: float = 0.0  # when the capture stage queued it for inference
     capture_cpu_ms: float = 0.0  # CPU time the capture stage spent on it (checks, registration, hand-off)
+    counter: int | None = None  # the source's own frame counter, as the source reported it
+    cause: str | None = None  # why there is no image, as a fixed word: "frame_dropped", "source_down"
 
     @classmethod
-    def now(cls, part_id: int, image: np.ndarray | None, error: str | None = None) -> Frame:
+    def now(
+        cls, part_id: int, image: np.ndarray | None, error: str | None = None, counter: int | None = None
+    ) -> Frame:
         """A frame stamped with the current time."""
-        return cls(part_id, time.monotonic(), time.time(), image, error)
+        return cls(part_id, time.monotonic(), time.time(), image, error, counter=counter)
 
 
 def frame_problem(image: np.ndarray | None) -> str | None:

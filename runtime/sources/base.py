@@ -22,14 +22,44 @@ class EndOfSource(Exception):
 
 
 class FrameSource(ABC):
-    """A camera, stream, video file or image folder."""
+    """A camera, stream, video file or image folder.
+
+    Frame counter (part accounting): a source that numbers its frames itself (a video file's frame
+    index, a GStreamer position, a GenICam camera's BlockID / frame id, an encoder-triggered count)
+    sets `counter_kind` to a short name of that counter (class or instance attribute, fixed once the
+    source is open) and, in every `read()` that returns a frame, sets `last_counter` to that frame's
+    counter value (an int; None when this one frame has none). The capture stage reads `last_counter`
+    right after `read()` on the same thread, so no locking is needed. It detects gaps: every counter
+    value skipped between two frames of one opened source becomes a part of its own with an ERROR
+    verdict (cause `frame_dropped`), so a frame the driver dropped is rejected, never silently lost.
+
+    A counter that wraps declares its range: values run `counter_min`..`counter_max` (inclusive) and
+    after `counter_max` comes `counter_min` again (e.g. a GigE Vision 16-bit BlockID: min 1, max
+    65535; 0 is never sent). `counter_max = None`: the counter does not wrap. A counter that goes
+    backwards, repeats, or jumps further than the time since the last frame allows is taken as a
+    counter restart (camera reset), not as drops. A reopened source starts a new count: parts lost
+    while the source was down are counted from `--rate` (see capture.py), not from the counter.
+    Sources without a counter leave `counter_kind = None`; their drops cannot be detected.
+    """
 
     live: bool = False  # a camera or stream: reopened when lost; a file or folder: ends
     nominal_fps: float | None = None  # frame rate the source reports, when it reports one
+    counter_kind: str | None = None  # e.g. "frame_index", "gst_position", "block_id"; None: no counter
+    counter_min: int = 0  # lowest counter value (the value after a wrap)
+    counter_max: int | None = None  # highest counter value before it wraps; None: never wraps
+    last_counter: int | None = None  # counter of the frame the last read() returned
+
+    @property
+    def has_counter(self) -> bool:
+        """Whether frames carry the source's own counter, so dropped frames can be detected."""
+        return self.counter_kind is not None
 
     @abstractmethod
     def read(self) -> tuple[np.ndarray | None, str | None]:
-        """The next image, or (None, why) for a frame that exists but is unusable; raises EndOfSource."""
+        """The next image, or (None, why) for a frame that exists but is unusable; raises EndOfSource.
+
+        A source with a counter also sets `last_counter` (see the class docstring).
+        """
 
     @abstractmethod
     def close(self) -> None:
