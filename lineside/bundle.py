@@ -48,6 +48,26 @@ class TensorSpec:
         return cls(name=str(raw["name"]), shape=tuple(raw["shape"]), dtype=str(raw["dtype"]))
 
 
+BACKEND_FAMILIES = ("tensorrt", "ort-gpu", "ort-cpu")  # what runs a bundle's graph; each runs one flavour of it
+
+
+@dataclass(frozen=True)
+class CalibrationTarget:
+    """What a class's threshold was calibrated for: the backend family and the graph file (name + sha256) it runs."""
+
+    backend: str
+    graph: str
+    graph_sha256: str
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> CalibrationTarget:
+        if not isinstance(raw, dict):
+            raise TypeError(f"calibrated_for entries must be objects, got {raw!r}")
+        if raw.get("backend") not in BACKEND_FAMILIES:
+            raise ValueError(f"calibrated_for backend {raw.get('backend')!r} is not one of {BACKEND_FAMILIES}")
+        return cls(backend=raw["backend"], graph=str(raw["graph"]), graph_sha256=str(raw["graph_sha256"]))
+
+
 @dataclass(frozen=True)
 class Manifest:
     """Everything a runtime needs to know about a bundle; serialised as manifest.json.
@@ -69,6 +89,7 @@ class Manifest:
     cpu_model_file: str | None = None
     dynamic_batch: bool = False
     thresholds: dict[str, float] = field(default_factory=dict)
+    calibrated_for: dict[str, CalibrationTarget] = field(default_factory=dict)  # per threshold key
     training_metrics: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     lineside_version: str = __version__
@@ -80,6 +101,12 @@ class Manifest:
     def model_sha256(self) -> str:
         """sha256 of the engine-facing ONNX; engines record it to detect a mismatched bundle."""
         return self.files[self.model_file]
+
+    def graph_for(self, backend: str) -> str:
+        """The graph file `backend` (one of BACKEND_FAMILIES) runs: ORT on CPU takes the CPU variant when there is one."""
+        if backend not in BACKEND_FAMILIES:
+            raise LinesideError(f"unknown backend family {backend!r}: choose one of {', '.join(BACKEND_FAMILIES)}")
+        return self.cpu_model_file if backend == "ort-cpu" and self.cpu_model_file else self.model_file
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,6 +138,9 @@ class Manifest:
                 cpu_model_file=raw.get("cpu_model_file"),
                 dynamic_batch=bool(raw.get("dynamic_batch", False)),
                 thresholds={str(k): float(v) for k, v in raw.get("thresholds", {}).items()},
+                calibrated_for={
+                    str(k): CalibrationTarget.from_dict(v) for k, v in dict(raw.get("calibrated_for", {})).items()
+                },
                 training_metrics=dict(raw.get("training_metrics", {})),
                 files={str(k): str(v) for k, v in raw.get("files", {}).items()},
                 lineside_version=str(raw.get("lineside_version", "")),
