@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from lineside.errors import LinesideError
@@ -46,12 +47,29 @@ def int_param(params: dict[str, str], key: str, default: int | None, url: str) -
 
 
 class Actuator(ABC):
-    """One digital output. `set` reconnects a lost link itself, at most once per back-off interval."""
+    """One digital output. `set` reconnects a lost link itself, at most once per back-off interval.
+
+    Health API (every subclass gets it from this class; the Ejector, console, dashboard and exit status read it):
+        ok            False from a failed connect/write until the next successful write, True after one
+        errors        failed connects and writes so far (waiting out the back-off is not counted)
+        writes        successful writes so far
+        last_error    the last failure as text, None before any
+        last_failure  `time.monotonic()` of the last failure, None before any
+        health()      the above as a JSON-able dict (URL credentials removed), for status pages
+    A subclass implements only `_connect`, `_write` and `_disconnect`, and lets every failure raise (any
+    exception type): an error swallowed in `_write` makes a dead output look healthy, and then a part that
+    should be ejected ships without an alarm. `set` raises ActuatorError on every attempt that did not
+    reach the device, including those refused while the link waits out its back-off.
+    """
 
     def __init__(self, url: str, retry_s: float = 0.5, retry_max_s: float = 5.0) -> None:
         self.url = url
         self.state: bool | None = None  # last state written successfully; None = unknown
+        self.ok = True  # False while the output is known not to follow what is written
         self.errors = 0
+        self.writes = 0
+        self.last_error: str | None = None
+        self.last_failure: float | None = None
         self._connected = False
         self._retry_s = retry_s
         self._retry_max_s = retry_max_s
@@ -76,7 +94,7 @@ class Actuator(ABC):
             self._connect()
             self._connected = True
             self._write(False)
-            self.state = False
+            self.state, self.ok = False, True
         except LinesideError:
             raise
         except Exception as exc:  # start-up: tell the user which output does not answer
@@ -99,17 +117,27 @@ class Actuator(ABC):
             self._write(on)
         except Exception as exc:  # any driver error means the link dropped
             self._fail(now, exc)
-        self.state = on
+        self.state, self.ok = on, True
+        self.writes += 1
         self._delay = self._retry_s
 
     def _fail(self, now: float, exc: Exception) -> None:
         self.errors += 1
+        self.ok = False
+        self.last_error, self.last_failure = f"{type(exc).__name__}: {exc}", now
         self._connected = False
         self.state = None
         self._disconnect()
         self._next_try = now + self._delay
         self._delay = min(self._delay * 2, self._retry_max_s)
-        raise ActuatorError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+        raise ActuatorError(f"{self.url}: {self.last_error}") from exc
+
+    def health(self) -> dict[str, Any]:
+        """`ok`, `errors`, `writes` and `last_error` of this output, keyed with its URL (credentials removed)."""
+        return {
+            "url": redact_url(self.url), "ok": self.ok, "errors": self.errors, "writes": self.writes,
+            "last_error": self.last_error,
+        }  # fmt: skip
 
     def close(self) -> None:
         """Leave the output off (best effort) and close the link."""
@@ -118,9 +146,19 @@ class Actuator(ABC):
                 self._write(False)
                 self.state = False
             except Exception as exc:  # closing must not raise; the failure is logged
+                self.ok, self.last_error = False, f"{type(exc).__name__}: {exc}"
                 log.error("actuator %s: could not switch off on close: %s", self.url, exc)
         self._disconnect()
         self._connected = False
+
+
+def redact_url(url: str) -> str:
+    """`url` without a password (`scheme://user:secret@host` -> `scheme://user:***@host`)."""
+    parts = urlsplit(url) if "://" in url else None
+    if parts is None or parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def open_actuator(url: str) -> Actuator:
