@@ -19,7 +19,7 @@ def tiny_setup(synth_factory):
     torch.set_num_threads(1)
     root = synth_factory(categories=("washer",), n_train=6, n_test_good=2, n_test_defect=2, size=128)
     dataset, classes = open_for_training(root)
-    data = load_train_data(dataset, classes, (128, 128), progress=False)
+    data, _ = load_train_data(dataset, classes, (128, 128), progress=False)
     return data, classes
 
 

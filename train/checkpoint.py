@@ -37,6 +37,7 @@ class LoadedCheckpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     train_state: dict[str, Any] | None = None
     path: Path | None = None
+    held_out: dict[str, list[str]] | None = None  # {category: file names} of the validation split; None: older file
 
 
 def checkpoint_dict(
@@ -55,6 +56,7 @@ def checkpoint_dict(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metrics": metrics or {},
         "train_state": train_state,
+        "held_out": model.held_out,
     }
 
 
@@ -99,6 +101,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     model = cls(config, data["classes"], random_init_backbone=True)
     model.load_state_dict(data["state_dict"], strict=True)
     model.preset = data["preset"]
+    model.held_out = data.get("held_out")
     model.to(map_location).eval()
     return LoadedCheckpoint(
         model=model,
@@ -112,4 +115,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         metrics=dict(data["metrics"]),
         train_state=data["train_state"],
         path=Path(path),
+        held_out=data.get("held_out"),
     )

@@ -9,6 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lineside.data import DataSet, Sample, open_dataset
+from lineside.data.split import DEFAULT_FRACTION, names_by_category, split_validation
 from lineside.errors import LinesideError
 from lineside.preprocess import resize_for_model
 from lineside.train.features import TrainData
@@ -39,16 +40,30 @@ def load_images(samples: Sequence[Sample], size: tuple[int, int], desc: str, pro
     return out
 
 
-def load_train_data(
-    dataset: DataSet, classes: Sequence[str], size: tuple[int, int], progress: bool = True
-) -> TrainData:
-    """All good training images of `classes`, with their class index."""
-    samples, ids = [], []
-    for index, category in enumerate(classes):
+def good_train_samples(dataset: DataSet, classes: Sequence[str]) -> list[Sample]:
+    """Every good training image of `classes`, category by category."""
+    samples: list[Sample] = []
+    for category in classes:
         good = [s for s in dataset.select(split="train", category=category) if s.label == 0]
         if not good:
             raise LinesideError(f"category {category} has no good training images in {dataset.root}")
         samples += good
-        ids += [index] * len(good)
-    images = load_images(samples, size, "loading train images", progress)
-    return TrainData(images, np.asarray(ids, dtype=np.int64), list(classes))
+    return samples
+
+
+def load_train_data(
+    dataset: DataSet,
+    classes: Sequence[str],
+    size: tuple[int, int],
+    progress: bool = True,
+    val_fraction: float = DEFAULT_FRACTION,
+) -> tuple[TrainData, dict[str, list[str]]]:
+    """The good training images of `classes` minus the validation split, and the held-out file names.
+
+    The held-out images (lineside.data.split) are what export's accuracy gates measure on: never trained on.
+    """
+    kept, held_out = split_validation(good_train_samples(dataset, classes), val_fraction)
+    index = {category: i for i, category in enumerate(classes)}
+    images = load_images(kept, size, "loading train images", progress)
+    ids = np.asarray([index[s.category] for s in kept], dtype=np.int64)
+    return TrainData(images, ids, list(classes)), names_by_category(held_out)

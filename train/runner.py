@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lineside.atomic import atomic_write_json
+from lineside.data.split import DEFAULT_FRACTION
 from lineside.train.data import load_train_data, open_for_training
 from lineside.train.evaluate import evaluate_model, format_table
 from lineside.train.loop import LoopOptions, _distributed, fit
@@ -34,6 +35,7 @@ class TrainRequest:
     eval_every: int = 0
     evaluate: bool = True
     progress: bool = True
+    val_fraction: float = DEFAULT_FRACTION
 
 
 def train_run(request: TrainRequest) -> dict[str, Any]:
@@ -44,7 +46,9 @@ def train_run(request: TrainRequest) -> dict[str, Any]:
         request.model, request.preset, classes,
         backbone_weights=request.backbone_weights, random_init_backbone=request.random_init_backbone,
     )  # fmt: skip
-    data = load_train_data(dataset, classes, model.input_size, progress=request.progress)
+    data, model.held_out = load_train_data(
+        dataset, classes, model.input_size, progress=request.progress, val_fraction=request.val_fraction
+    )
     textures = load_textures(request.textures, model.input_size) if request.textures else []
     has_test = any(s.split == "test" and s.category in classes for s in dataset.samples)
 
@@ -63,6 +67,7 @@ def train_run(request: TrainRequest) -> dict[str, Any]:
         "preset": request.preset,
         "classes": classes,
         "train_images": int(len(data.images)),
+        "validation_images": sum(len(names) for names in model.held_out.values()),
         "trainable_parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith("encoder.")),
         "parameters": sum(p.numel() for p in model.parameters()),
         "fit_seconds": round(result.seconds, 1),

@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=0, metavar="N", help="evaluate every N epochs (0: at end)")
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation on the test split")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.1, metavar="F",
+        help="good training images held out per category for export's accuracy gates (default 0.1, 2..40 each)",
+    )  # fmt: skip
 
 
 def _setup_distributed(device: str) -> str:
@@ -54,6 +58,8 @@ def _check_args(args: argparse.Namespace, out: Path) -> None:
         raise LinesideError(f"{out} already holds model.pt: pass --resume to continue it or choose a new --out")
     if args.threads is not None and args.threads < 1:
         raise LinesideError(f"--threads must be >= 1, got {args.threads}")
+    if not 0.0 <= args.val_fraction < 1.0:  # also refuses NaN
+        raise LinesideError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, seed=args.seed, backbone_weights=args.backbone_weights,
         random_init_backbone=args.random_init_backbone, textures=args.textures, resume=args.resume,
         device=_setup_distributed(args.device), eval_every=args.eval_every, evaluate=not args.no_eval,
+        val_fraction=args.val_fraction,
     )  # fmt: skip
     summary: dict[str, Any] = train_run(request)
     if summary["rank"] == 0:

@@ -69,6 +69,7 @@ class AnomalyModel(nn.Module):
     config: Any
     classes: list[str]
     preset: str = "custom"
+    held_out: dict[str, list[str]] | None = None  # validation images kept out of training, {category: file names}
     input_size: tuple[int, int]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
