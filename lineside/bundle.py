@@ -19,6 +19,7 @@ from typing import Any
 from lineside import __version__
 from lineside.atomic import atomic_directory, atomic_write_json
 from lineside.errors import LinesideError
+from lineside.validate import bounded_int, finite_float, mapping, sequence, show, text
 
 BUNDLE_FORMAT = "lineside-bundle"
 FORMAT_VERSION = 1
@@ -44,8 +45,21 @@ class TensorSpec:
     dtype: str
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> TensorSpec:
-        return cls(name=str(raw["name"]), shape=tuple(raw["shape"]), dtype=str(raw["dtype"]))
+    def from_dict(cls, raw: Any, where: str = "tensor") -> TensorSpec:
+        """Parse {"name", "shape", "dtype"}; LinesideError naming `where` on a wrong type or a dimension < 1."""
+        raw = mapping(where, raw)
+        dims = sequence(f"{where}.shape", raw["shape"])
+        shape = tuple(
+            text(f"{where}.shape", d, empty=False)
+            if isinstance(d, str)
+            else bounded_int(f"{where}.shape", d, at_least=1)
+            for d in dims
+        )
+        return cls(
+            name=text(f"{where}.name", raw["name"], empty=False),
+            shape=shape,
+            dtype=text(f"{where}.dtype", raw["dtype"]),
+        )
 
 
 BACKEND_FAMILIES = ("tensorrt", "ort-gpu", "ort-cpu")  # what runs a bundle's graph; each runs one flavour of it
@@ -117,38 +131,83 @@ class Manifest:
         if raw.get("format") != BUNDLE_FORMAT:
             raise LinesideError(f"not a lineside bundle manifest (format={raw.get('format')!r})")
         version = raw.get("format_version")
-        if not isinstance(version, int) or isinstance(version, bool):
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise LinesideError(f"bundle manifest has no valid format_version (got {version!r}): re-export the bundle")
         if version > FORMAT_VERSION:
             raise LinesideError(
                 f"bundle format {version} is newer than this lineside supports ({FORMAT_VERSION}): upgrade lineside"
             )
+        thresholds = parse_thresholds(raw.get("thresholds", {}))
         try:
+            height, width = sequence("input_size", raw["input_size"], length=2)
+            cpu_model_file = raw.get("cpu_model_file")
             return cls(
-                model=str(raw["model"]),
-                preset=str(raw["preset"]),
-                classes=tuple(raw["classes"]),
-                input_size=(int(raw["input_size"][0]), int(raw["input_size"][1])),
-                mean=tuple(float(v) for v in raw["mean"]),  # type: ignore[arg-type]
-                std=tuple(float(v) for v in raw["std"]),  # type: ignore[arg-type]
-                precision=str(raw["precision"]),
-                inputs=tuple(TensorSpec.from_dict(t) for t in raw["inputs"]),
-                outputs=tuple(TensorSpec.from_dict(t) for t in raw["outputs"]),
-                model_file=str(raw.get("model_file", "model.onnx")),
-                cpu_model_file=raw.get("cpu_model_file"),
-                dynamic_batch=bool(raw.get("dynamic_batch", False)),
-                thresholds={str(k): float(v) for k, v in raw.get("thresholds", {}).items()},
+                model=text("model", raw["model"], empty=False),
+                preset=text("preset", raw["preset"]),
+                classes=tuple(text("classes", c, empty=False) for c in sequence("classes", raw["classes"])),
+                input_size=(_side("input_size", height), _side("input_size", width)),
+                mean=_triple("mean", raw["mean"]),
+                std=_triple("std", raw["std"], above=0.0),
+                precision=_choice("precision", raw["precision"], PRECISIONS),
+                inputs=tuple(TensorSpec.from_dict(t, "inputs") for t in sequence("inputs", raw["inputs"])),
+                outputs=tuple(TensorSpec.from_dict(t, "outputs") for t in sequence("outputs", raw["outputs"])),
+                model_file=text("model_file", raw.get("model_file", "model.onnx"), empty=False),
+                cpu_model_file=None if cpu_model_file is None else text("cpu_model_file", cpu_model_file, empty=False),
+                dynamic_batch=_flag("dynamic_batch", raw.get("dynamic_batch", False)),
+                thresholds=thresholds,
                 calibrated_for={
                     str(k): CalibrationTarget.from_dict(v) for k, v in dict(raw.get("calibrated_for", {})).items()
                 },
-                training_metrics=dict(raw.get("training_metrics", {})),
-                files={str(k): str(v) for k, v in raw.get("files", {}).items()},
-                lineside_version=str(raw.get("lineside_version", "")),
-                created=str(raw.get("created", "")),
-                format_version=int(raw["format_version"]),
+                training_metrics=dict(mapping("training_metrics", raw.get("training_metrics", {}))),
+                files={k: text("files", v, empty=False) for k, v in mapping("files", raw.get("files", {})).items()},
+                lineside_version=text("lineside_version", raw.get("lineside_version", "")),
+                created=text("created", raw.get("created", "")),
+                format_version=version,
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise LinesideError(f"bundle manifest is incomplete or malformed: {exc!r}") from exc
+        except LinesideError as exc:
+            raise LinesideError(f"bundle manifest is incomplete or malformed: {exc} (re-export the bundle)") from exc
+
+
+MAX_INPUT_SIDE = 16384  # pixels; larger model inputs are a corrupt manifest, not a model
+
+
+def _side(name: str, value: Any) -> int:
+    return bounded_int(name, value, at_least=1, at_most=MAX_INPUT_SIDE)
+
+
+def _triple(name: str, value: Any, above: float | None = None) -> tuple[float, float, float]:
+    first, second, third = (finite_float(name, v, above=above) for v in sequence(name, value, length=3))
+    return first, second, third
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise LinesideError(f"{name} must be one of {', '.join(allowed)}, got {show(value)}")
+    return str(value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise LinesideError(f"{name} must be true or false, got {show(value)}")
+    return value
+
+
+def parse_thresholds(raw: Any) -> dict[str, float]:
+    """Manifest thresholds {class: score}: each a finite number >= 0, else LinesideError (a NaN would pass every part)."""
+    if not isinstance(raw, dict):
+        raise LinesideError(
+            f"bundle manifest thresholds must be an object {{class: threshold}}, got {show(raw)}: "
+            "run `lineside calibrate` again"
+        )
+    thresholds = {}
+    for key, value in raw.items():
+        try:
+            thresholds[key] = finite_float(f"bundle manifest threshold {show(key)}", value, at_least=0.0)
+        except LinesideError as exc:
+            raise LinesideError(f"{exc}: run `lineside calibrate` again or fix manifest.json") from None
+    return thresholds
 
 
 @dataclass(frozen=True)
@@ -187,7 +246,7 @@ def read_manifest(path: str | Path) -> Manifest:
         raise LinesideError(f"{path} is not a bundle: {MANIFEST_NAME} is missing")
     try:
         raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise LinesideError(f"{manifest_path} is corrupt: {exc} (re-export or re-copy the bundle)") from exc
     except OSError as exc:
         raise LinesideError(f"cannot read {manifest_path}: {exc.strerror}") from exc
@@ -262,6 +321,7 @@ def write_bundle(
             files=hashes,
             created=manifest.created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
+        Manifest.from_dict(final.to_dict())  # refuse to write what load_bundle would refuse to read
         atomic_write_json(staging / MANIFEST_NAME, final.to_dict())
     return Bundle(path=out, manifest=final)
 
@@ -282,5 +342,6 @@ def update_bundle(path: str | Path, *, replace_files: dict[str, bytes] | None = 
         atomic_write_bytes(bundle.path / name, data)
         hashes[name] = hashlib.sha256(data).hexdigest()
     manifest = dataclasses.replace(bundle.manifest, files=hashes, **changes)
+    Manifest.from_dict(manifest.to_dict())  # e.g. a NaN threshold is refused before anything is written
     atomic_write_json(bundle.path / MANIFEST_NAME, manifest.to_dict())
     return Bundle(path=bundle.path, manifest=manifest)
