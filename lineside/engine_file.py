@@ -25,8 +25,9 @@ from typing import Any
 
 from lineside import __version__
 from lineside.atomic import atomic_write_bytes, atomic_write_json
-from lineside.bundle import TensorSpec
+from lineside.bundle import PRECISIONS, TensorSpec
 from lineside.errors import LinesideError
+from lineside.validate import bounded_int, finite_float, mapping, sequence, show, text
 
 MAGIC = b"LSENGINE"
 ENGINE_FORMAT = "lineside-engine"
@@ -75,29 +76,49 @@ class EngineMetadata:
     def from_dict(cls, raw: dict[str, Any]) -> EngineMetadata:
         """Parse metadata JSON; raises LinesideError on a foreign, newer or malformed header."""
         if raw.get("format") != ENGINE_FORMAT:
-            raise LinesideError(f"not a lineside engine (format={raw.get('format')!r})")
+            raise LinesideError(f"not a lineside engine (format={show(raw.get('format'))})")
         try:
+            gpu_name = raw.get("gpu_name")
+            layer_counts = mapping("layer_counts", raw.get("layer_counts", {}))
             return cls(
-                library=str(raw["library"]),
-                library_version=str(raw["library_version"]),
-                compute_capabilities=tuple(str(cc) for cc in raw["compute_capabilities"]),
-                gpu_name=None if raw.get("gpu_name") is None else str(raw["gpu_name"]),
-                precision=str(raw["precision"]),
-                model=str(raw["model"]),
-                inputs=tuple(TensorSpec.from_dict(t) for t in raw["inputs"]),
-                outputs=tuple(TensorSpec.from_dict(t) for t in raw["outputs"]),
-                bundle_model_sha256=str(raw["bundle_model_sha256"]),
-                plan_sha256=str(raw["plan_sha256"]),
-                plan_bytes=int(raw["plan_bytes"]),
-                build_options=dict(raw.get("build_options", {})),
-                layer_counts={str(k): int(v) for k, v in raw.get("layer_counts", {}).items()},
-                build_seconds=float(raw.get("build_seconds", 0.0)),
-                created=str(raw.get("created", "")),
-                lineside_version=str(raw.get("lineside_version", "")),
-                format_version=int(raw["format_version"]),
+                library=_choice("library", raw["library"], LIBRARIES),
+                library_version=text("library_version", raw["library_version"], empty=False),
+                compute_capabilities=tuple(
+                    text("compute_capabilities", cc, empty=False)
+                    for cc in sequence("compute_capabilities", raw["compute_capabilities"])
+                ),
+                gpu_name=None if gpu_name is None else text("gpu_name", gpu_name, empty=False),
+                precision=_choice("precision", raw["precision"], PRECISIONS),
+                model=text("model", raw["model"], empty=False),
+                inputs=tuple(TensorSpec.from_dict(t, "inputs") for t in sequence("inputs", raw["inputs"])),
+                outputs=tuple(TensorSpec.from_dict(t, "outputs") for t in sequence("outputs", raw["outputs"])),
+                bundle_model_sha256=_sha256("bundle_model_sha256", raw["bundle_model_sha256"]),
+                plan_sha256=_sha256("plan_sha256", raw["plan_sha256"]),
+                plan_bytes=bounded_int("plan_bytes", raw["plan_bytes"], at_least=0),
+                build_options=dict(mapping("build_options", raw.get("build_options", {}))),
+                layer_counts={k: bounded_int("layer_counts", v, at_least=0) for k, v in layer_counts.items()},
+                build_seconds=finite_float("build_seconds", raw.get("build_seconds", 0.0), at_least=0.0),
+                created=text("created", raw.get("created", "")),
+                lineside_version=text("lineside_version", raw.get("lineside_version", "")),
+                format_version=bounded_int("format_version", raw["format_version"], at_least=1, at_most=FORMAT_VERSION),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
             raise LinesideError(f"engine metadata is incomplete or malformed: {exc!r} (rebuild the engine)") from exc
+        except LinesideError as exc:
+            raise LinesideError(f"engine metadata is incomplete or malformed: {exc} (rebuild the engine)") from exc
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise LinesideError(f"{name} must be one of {', '.join(allowed)}, got {show(value)}")
+    return str(value)
+
+
+def _sha256(name: str, value: Any) -> str:
+    digest = text(name, value)
+    if len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise LinesideError(f"{name} must be a sha256 hex digest, got {show(value)}")
+    return digest
 
 
 def encode_engine(metadata: EngineMetadata, plan: bytes) -> bytes:
@@ -134,7 +155,11 @@ def read_engine(path: str | Path) -> tuple[EngineMetadata, bytes]:
     path = Path(path)
     if not path.is_file():
         raise LinesideError(f"engine file not found: {path} (build it with 'lineside build BUNDLE')")
-    return _decode(path.read_bytes(), path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LinesideError(f"cannot read engine file {path}: {exc.strerror}") from exc
+    return _decode(data, path)
 
 
 def _decode(data: bytes, path: Path) -> tuple[EngineMetadata, bytes]:
@@ -147,6 +172,8 @@ def _decode(data: bytes, path: Path) -> tuple[EngineMetadata, bytes]:
             f"{path} is not a lineside engine (a bare TensorRT plan has no metadata): {rebuild} "
             "or use the engine file it came with"
         )
+    if version < 1:
+        raise LinesideError(f"{path} has an invalid engine format version {version}: {rebuild}")
     if version > FORMAT_VERSION:
         raise LinesideError(
             f"{path} uses engine format {version}, newer than this lineside ({FORMAT_VERSION}): upgrade lineside or {rebuild}"
@@ -156,7 +183,7 @@ def _decode(data: bytes, path: Path) -> tuple[EngineMetadata, bytes]:
         raise LinesideError(f"{path} is truncated (metadata cut short): {rebuild}")
     try:
         raw = json.loads(data[_PREFIX.size : end].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise LinesideError(f"{path} has corrupt metadata ({exc}): {rebuild}") from exc
     if not isinstance(raw, dict):
         raise LinesideError(f"{path} has corrupt metadata (not a JSON object): {rebuild}")
