@@ -8,7 +8,20 @@ import logging
 import sys
 from pathlib import Path
 
-from lineside.errors import LinesideError
+from lineside.validate import float_arg, int_arg
+
+# Numeric options: finite and in range, else a one-line usage error (exit 2); NaN would switch the fail-safe off.
+DELAY_MS = float_arg(at_least=0, at_most=3_600_000)  # an hour of belt travel is a typo, not a line
+DUE_MS = float_arg(above=0, at_most=3_600_000)  # --timeout-ms: the verdict deadline
+PULSE_MS = float_arg(above=0, at_most=60_000)  # --pulse-ms, --heartbeat-ms
+COUNTS = float_arg(above=0, at_most=2**31)  # encoder counts: at most half a 32-bit counter
+SCORE = float_arg(at_least=0)  # anomaly scores are >= 0
+RATE = float_arg(above=0, at_most=100_000)  # frames/s
+STALL_S = float_arg(above=0, at_most=3600)
+CAP_MB = float_arg(above=0, at_most=10_000_000)
+THREADS = int_arg(at_least=1, at_most=1024)
+QUEUE = int_arg(at_least=1, at_most=1024)
+COUNT = int_arg(at_least=1)
 
 HELP = "Run line-side inspection: camera frames in, verdicts and reject signals out."
 
@@ -40,27 +53,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, help="camera index, video file, image folder, URL or pipeline")
     parser.add_argument("--actuator", default="log://", help="reject output URL (default log://)")
     parser.add_argument("--heartbeat", metavar="URL", help="second output that toggles while the line is healthy")
-    parser.add_argument("--heartbeat-ms", type=float, default=500.0, help="heartbeat half-period (default 500)")
+    parser.add_argument("--heartbeat-ms", type=PULSE_MS, default=500.0, help="heartbeat half-period (default 500)")
     parser.add_argument("--log", type=Path, help="append one JSON line per decision to this file")
-    parser.add_argument("--threshold", type=float, help="reject threshold (default: the bundle's calibrated one)")
+    parser.add_argument("--threshold", type=SCORE, help="reject threshold (default: the bundle's calibrated one)")
     parser.add_argument("--class", dest="class_name", help="class whose calibrated threshold to use")
-    parser.add_argument("--delay-ms", type=float, default=0.0, help="capture -> ejector travel time (default 0)")
+    parser.add_argument("--delay-ms", type=DELAY_MS, default=0.0, help="capture -> ejector travel time (default 0)")
     parser.add_argument("--encoder", metavar="URL", help="belt counter: modbus+tcp://PLC:502?register=N[&bits=32]")
-    parser.add_argument("--delay-counts", type=float, help="capture -> ejector distance in encoder counts")
-    parser.add_argument("--pulse-ms", type=float, default=50.0, help="reject pulse width (default 50)")
-    parser.add_argument("--timeout-ms", type=float, help="verdict deadline after capture (default --delay-ms or 1000)")
+    parser.add_argument("--delay-counts", type=COUNTS, help="capture -> ejector distance in encoder counts")
+    parser.add_argument("--pulse-ms", type=PULSE_MS, default=50.0, help="reject pulse width (default 50)")
+    parser.add_argument("--timeout-ms", type=DUE_MS, help="verdict deadline after capture (default --delay-ms or 1000)")
     parser.add_argument("--fail-open", action="store_true", help="let parts without a verdict PASS (unsafe)")
     parser.add_argument("--backend", choices=("auto", "ort", "tensorrt"), default="auto")
     parser.add_argument("--engine", type=Path, help="TensorRT engine (default BUNDLE/model.engine if present)")
     parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (default: best available)")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime CPU threads")
-    parser.add_argument("--rate", type=float, help="replay rate in frames/s; for cameras the part rate (counts misses)")
+    parser.add_argument("--threads", type=THREADS, help="ONNX Runtime CPU threads")
+    parser.add_argument("--rate", type=RATE, help="replay rate in frames/s; for cameras the part rate (counts misses)")
     parser.add_argument("--roi", type=_roi, help="crop X,Y,WIDTH,HEIGHT before inference")
-    parser.add_argument("--stall-s", type=float, default=2.0, help="reopen a camera silent this long (default 2)")
-    parser.add_argument("--max-parts", type=int, help="stop after this many parts")
-    parser.add_argument("--queue", type=int, default=4, help="inference queue length (default 4)")
+    parser.add_argument("--stall-s", type=STALL_S, default=2.0, help="reopen a camera silent this long (default 2)")
+    parser.add_argument("--max-parts", type=COUNT, help="stop after this many parts")
+    parser.add_argument("--queue", type=QUEUE, default=4, help="inference queue length (default 4)")
     parser.add_argument("--save-rejects", type=Path, metavar="DIR", help="save reject images and heatmaps here")
-    parser.add_argument("--save-cap-mb", type=float, default=500.0, help="disk cap of --save-rejects (default 500)")
+    parser.add_argument("--save-cap-mb", type=CAP_MB, default=500.0, help="disk cap of --save-rejects (default 500)")
     parser.add_argument("--summary", type=Path, help="write the run summary JSON here")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.add_argument(
@@ -77,10 +90,6 @@ def run(args: argparse.Namespace) -> int:
     from lineside.runtime.runner import RunOptions, run_line
     from lineside.runtime.sources.capture import CaptureConfig
 
-    if args.stall_s <= 0 or args.heartbeat_ms <= 0 or args.save_cap_mb <= 0:
-        raise LinesideError("--stall-s, --heartbeat-ms and --save-cap-mb must be positive")
-    if args.threads is not None and args.threads < 1:
-        raise LinesideError("--threads must be >= 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = RunOptions(
         bundle=args.bundle,
