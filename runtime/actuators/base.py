@@ -6,6 +6,8 @@ serial:///dev/ttyUSB0?protocol=hex&on=A00101A2&off=A00100A1   any fixed byte com
 serial://loop://                                   pyserial loopback (tests, dry runs)
 modbus+tcp://host:502?coil=N&unit=1                or register=N&on=1&off=0
 modbus+rtu:///dev/ttyUSB0?baud=9600&coil=N&unit=1
+s7://host:102?rack=0&slot=1&area=DB&db=N&byte=B&bit=b   Siemens S7 bit (python-snap7; area Q, M or DB)
+opcua://host:4840/ns=2;s=Line1.Reject              OPC UA Boolean node (asyncua; security/user options)
 gpio://gpiochip0/17                                libgpiod; gpio://jetson/BOARD_PIN for Jetson.GPIO
 log://                                             no hardware: transitions go to the log
 """
@@ -180,7 +182,16 @@ def open_actuator(url: str) -> Actuator:
         from lineside.runtime.actuators.log import LogActuator
 
         return LogActuator(url)
+    if scheme == "s7":
+        from lineside.runtime.actuators.s7 import S7Actuator
+
+        return S7Actuator(url)
+    if scheme == "opcua":
+        from lineside.runtime.actuators.opcua import OpcUaActuator
+
+        return OpcUaActuator(url)
     raise LinesideError(
-        f"unknown actuator {url!r}: use serial://PORT?..., modbus+tcp://HOST:PORT?coil=N, "
-        "modbus+rtu://PORT?coil=N, gpio://CHIP/LINE or log://"
+        f"unknown actuator {redact_url(url)!r}: use serial://PORT?..., modbus+tcp://HOST:PORT?coil=N, "
+        "modbus+rtu://PORT?coil=N, gpio://CHIP/LINE, s7://HOST?area=DB&db=N&byte=B&bit=b, opcua://HOST:4840/NODEID "
+        "or log://"
     )
