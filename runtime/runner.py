@@ -16,8 +16,10 @@ from typing import Any
 
 from lineside.bundle import load_bundle
 from lineside.errors import LinesideError
+from lineside.redact import redact
 from lineside.runtime.actuators.base import Actuator, open_actuator
 from lineside.runtime.backends.base import open_backend
+from lineside.runtime.calibration_check import calibration_record
 from lineside.runtime.dashboard.live import LiveDashboard
 from lineside.runtime.dashboard.server import parse_address
 from lineside.runtime.decision import resolve_threshold
@@ -116,24 +118,28 @@ def _connect(url: str | None) -> Actuator | None:
     return actuator
 
 
-def _start_event(options: RunOptions, model: str, backend: str, threshold: float) -> dict[str, Any]:
-    """The log line that opens a run (part ids restart at 0 with every run)."""
+def _start_event(
+    options: RunOptions, model: str, backend: str, threshold: float, calibration: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The log line that opens a run (part ids restart at 0 with every run); addresses without credentials."""
     eject = options.ejector
     if eject.fail_open:
         log.warning("--fail-open: parts without a verdict (timeouts, errors, dropped) will PASS")
     return {
         "type": "event", "event": "start", "time": time.time(), "bundle": str(options.bundle), "model": model,
-        "backend": backend, "source": options.source, "actuator": options.actuator, "threshold": threshold,
+        "backend": backend, "source": redact(options.source), "actuator": redact(options.actuator),
+        "threshold": threshold,
         "delay_ms": eject.delay_s * 1000, "delay_counts": eject.delay_counts, "pulse_ms": eject.pulse_s * 1000,
         "deadline_ms": eject.deadline_s * 1000, "fail_open": eject.fail_open, "class": options.class_name,
         "save_rejects": str(options.save_rejects.resolve()) if options.save_rejects else None,
+        "calibration": calibration,
     }  # fmt: skip
 
 
 def _page_info(options: RunOptions, model: str, backend: str, threshold: float) -> dict[str, Any]:
     """What the dashboard's title shows about this run."""
     return {
-        "bundle": options.bundle.name, "model": model, "backend": backend, "source": options.source,
+        "bundle": options.bundle.name, "model": model, "backend": backend, "source": redact(options.source),
         "threshold": threshold, "class": options.class_name,
     }  # fmt: skip
 
@@ -165,6 +171,9 @@ def run_line(options: RunOptions) -> dict[str, Any]:
                     warm_ms,
                     deadline_ms,
                 )
+            calibration = calibration_record(bundle, backend, options.class_name) if options.threshold is None else None
+            if calibration and calibration["mismatch"]:
+                log.warning("THRESHOLD NOT CALIBRATED FOR THIS LINE: %s", calibration["mismatch"])
             for url in (options.actuator, options.heartbeat):
                 output = _connect(url)
                 if output is not None:
@@ -184,7 +193,7 @@ def run_line(options: RunOptions) -> dict[str, Any]:
             with _signals(pipeline):
                 if status is not None:
                     status.start()
-                results.write(_start_event(options, bundle.manifest.model, backend.name, threshold))
+                results.write(_start_event(options, bundle.manifest.model, backend.name, threshold, calibration))
                 try:
                     counters = pipeline.run()
                 finally:

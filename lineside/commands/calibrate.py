@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lineside.bundle import BACKEND_FAMILIES, Bundle, CalibrationTarget
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from lineside.calibration.thresholds import ClassThreshold
 
 HELP = "Set per-class reject thresholds from good parts."
 
@@ -40,6 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="false-reject estimator: distribution-free order statistic, fitted Pareto tail, or auto "
         "(empirical when there are enough good images, else the tail)",
     )
+    parser.add_argument(
+        "--for",
+        dest="backend_for",
+        choices=BACKEND_FAMILIES,
+        help="the backend the line will run: its graph is scored (model.onnx, S8S8 for INT8, for tensorrt and ort-gpu; "
+        "model_cpu.onnx, U8S8, for ort-cpu), always with ONNX Runtime on CPU here; default: what `lineside run` "
+        "picks on this bundle here (tensorrt when BUNDLE/model.engine exists, else ORT's best provider)",
+    )
     parser.add_argument("--class", dest="classes", action="append", help="calibrate only this class (repeatable)")
     parser.add_argument("--plot", type=Path, help="folder for one score histogram PNG per class")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads")
@@ -56,28 +73,50 @@ def _class_folder(root: Path, name: str, per_class: bool, sub: str | None = None
     return folder
 
 
-def run(args: argparse.Namespace) -> int:
-    """Entry point of `lineside calibrate`."""
-    from lineside.bundle import load_bundle, update_bundle
-    from lineside.calibration.thresholds import calibrate_class, format_table
-    from lineside.calibration.thresholds_scoring import good_and_defect_paths, score_images
-    from lineside.errors import LinesideError
+def default_backend(bundle: Bundle) -> str:
+    """The backend family `lineside run BUNDLE` picks by default on this machine."""
+    from lineside.errors import missing_extra
+    from lineside.runtime.backends.base import DEFAULT_ENGINE_NAME
+    from lineside.runtime.backends.onnxruntime import resolve_providers
 
-    bundle = load_bundle(args.bundle)
-    classes = list(args.classes or bundle.manifest.classes)
-    unknown = sorted(set(classes) - set(bundle.manifest.classes))
-    if unknown:
-        raise LinesideError(
-            f"class(es) {', '.join(unknown)} not in the bundle; it has: {', '.join(bundle.manifest.classes)}"
-        )
+    if (bundle.path / DEFAULT_ENGINE_NAME).is_file():
+        return "tensorrt"
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise missing_extra("onnxruntime", "calibrate") from exc
+    providers = resolve_providers(None, list(onnxruntime.get_available_providers()))
+    return "ort-cpu" if providers == ["CPUExecutionProvider"] else "ort-gpu"
+
+
+def scoring_target(bundle: Bundle, backend: str) -> tuple[Bundle, CalibrationTarget]:
+    """The bundle as ONNX Runtime on CPU must see it to score the graph `backend` runs, and that target.
+
+    ORT's CPU session takes `cpu_model_file` when the manifest names one, so the view names the target's
+    graph there (or none, for the main graph): scoring then runs exactly the graph the line will run.
+    """
+    manifest = bundle.manifest
+    graph = manifest.graph_for(backend)
+    view = dataclasses.replace(manifest, cpu_model_file=None if graph == manifest.model_file else graph)
+    return Bundle(bundle.path, view), CalibrationTarget(backend, graph, manifest.files[graph])
+
+
+def _calibrate(
+    args: argparse.Namespace, scored: Bundle, classes: list[str]
+) -> tuple[list[ClassThreshold], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Score each class's good (and defect) images and calibrate its threshold; returns (results, scores by class)."""
+    from lineside.calibration.thresholds import calibrate_class
+    from lineside.calibration.thresholds_scoring import good_and_defect_paths, score_images
+
     per_class = len(classes) > 1 or (args.good / classes[0]).is_dir()
     objective = args.objective if args.objective != "auto" else ("f1" if args.defect else "false-reject")
-    results, scores = [], {}
+    results: list[ClassThreshold] = []
+    scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in classes:
         defect_dir = None if args.defect is None else _class_folder(args.defect, name, per_class, "test")
         good_paths, defect_paths = good_and_defect_paths(_class_folder(args.good, name, per_class), defect_dir)
-        good = score_images(bundle, good_paths, threads=args.threads, desc=f"{name} good")
-        defect = score_images(bundle, defect_paths, threads=args.threads, desc=f"{name} defect")
+        good = score_images(scored, good_paths, threads=args.threads, desc=f"{name} good")
+        defect = score_images(scored, defect_paths, threads=args.threads, desc=f"{name} defect")
         results.append(
             calibrate_class(
                 name,
@@ -90,6 +129,26 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         scores[name] = (good, defect)
+    return results, scores
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `lineside calibrate`."""
+    from lineside.bundle import load_bundle, update_bundle
+    from lineside.calibration.thresholds import format_table
+    from lineside.errors import LinesideError
+
+    bundle = load_bundle(args.bundle)
+    classes = list(args.classes or bundle.manifest.classes)
+    unknown = sorted(set(classes) - set(bundle.manifest.classes))
+    if unknown:
+        raise LinesideError(
+            f"class(es) {', '.join(unknown)} not in the bundle; it has: {', '.join(bundle.manifest.classes)}"
+        )
+    backend = args.backend_for or default_backend(bundle)
+    scored, target = scoring_target(bundle, backend)
+    print(f"calibrating for {backend}: scoring {target.graph} (the graph it runs) with ONNX Runtime on CPU")
+    results, scores = _calibrate(args, scored, classes)
     print(format_table(results, args.false_reject, args.confidence))
     for r in results:
         if r.false_reject_observed > args.false_reject:
@@ -107,8 +166,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("dry run: manifest unchanged")
         return 0
-    thresholds = dict(bundle.manifest.thresholds)
-    thresholds.update({r.name: r.threshold for r in results})
-    update_bundle(bundle.path, thresholds=thresholds)
-    print(f"thresholds written to {bundle.path / 'manifest.json'}")
+    thresholds = {**bundle.manifest.thresholds, **{r.name: r.threshold for r in results}}
+    targets = {**bundle.manifest.calibrated_for, **{r.name: target for r in results}}
+    update_bundle(bundle.path, thresholds=thresholds, calibrated_for=targets)
+    print(f"thresholds for {backend} ({target.graph}) written to {bundle.path / 'manifest.json'}")
     return 0
