@@ -24,26 +24,23 @@ def show(value: Any) -> str:
     return text if len(text) <= _SHOW else text[: _SHOW - 3] + "..."
 
 
-def _range_text(at_least: float | None, above: float | None, at_most: float | None) -> str:
-    parts = []
-    if above is not None:
-        parts.append(f"above {above:g}")
-    if at_least is not None:
-        parts.append(f"at least {at_least:g}")
-    if at_most is not None:
-        parts.append(f"at most {at_most:g}")
-    return " and ".join(parts)
+def _check_range(name: str, number: float, kind: str, **bounds: float | None) -> None:
+    """LinesideError unless `number` is within every given bound (at_least, above, at_most, below)."""
+    tests = {
+        "at_least": lambda b: number >= b,
+        "above": lambda b: number > b,
+        "at_most": lambda b: number <= b,
+        "below": lambda b: number < b,
+    }
+    given = {key: bound for key, bound in bounds.items() if bound is not None}
+    if not all(tests[key](bound) for key, bound in given.items()):
+        wanted = " and ".join(f"{key.replace('_', ' ')} {_number(bound)}" for key, bound in given.items())
+        raise LinesideError(f"{name} must be {kind} {wanted}, got {_number(number)}")
 
 
-def _check_range(
-    name: str, number: float, kind: str, at_least: float | None, above: float | None, at_most: float | None
-) -> None:
-    if (
-        (at_least is not None and number < at_least)
-        or (above is not None and number <= above)
-        or (at_most is not None and number > at_most)
-    ):
-        raise LinesideError(f"{name} must be {kind} {_range_text(at_least, above, at_most)}, got {number:g}")
+def _number(value: float) -> str:
+    """6 significant digits for a float, a (shortened) repr for an int of any size."""
+    return f"{value:g}" if isinstance(value, float) else show(value)
 
 
 def finite_float(
@@ -53,6 +50,7 @@ def finite_float(
     at_least: float | None = None,
     above: float | None = None,
     at_most: float | None = None,
+    below: float | None = None,
 ) -> float:
     """`value` as a finite float in range; LinesideError naming `name` otherwise (bools and strings refused)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -63,7 +61,7 @@ def finite_float(
         raise LinesideError(f"{name} is out of range, got {show(value)}") from exc
     if not math.isfinite(number):
         raise LinesideError(f"{name} must be a finite number, got {number}")
-    _check_range(name, number, "a number", at_least, above, at_most)
+    _check_range(name, number, "a number", at_least=at_least, above=above, at_most=at_most, below=below)
     return number
 
 
@@ -71,7 +69,7 @@ def bounded_int(name: str, value: Any, *, at_least: int | None = None, at_most: 
     """`value` as an int in range; LinesideError naming `name` otherwise (bools and floats refused)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise LinesideError(f"{name} must be an integer, got {show(value)}")
-    _check_range(name, value, "an integer", at_least, None, at_most)
+    _check_range(name, value, "an integer", at_least=at_least, at_most=at_most)
     return value
 
 
@@ -98,7 +96,11 @@ def sequence(name: str, value: Any, *, length: int | None = None) -> list[Any]:
 
 
 def float_arg(
-    *, at_least: float | None = None, above: float | None = None, at_most: float | None = None
+    *,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
 ) -> Callable[[str], float]:
     """argparse `type=` for a finite float option in range (a bad value is a usage error, exit 2)."""
 
@@ -108,7 +110,7 @@ def float_arg(
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a number, got {show(raw)}") from None
         try:
-            return finite_float("value", number, at_least=at_least, above=above, at_most=at_most)
+            return finite_float("value", number, at_least=at_least, above=above, at_most=at_most, below=below)
         except LinesideError as exc:
             raise argparse.ArgumentTypeError(str(exc).removeprefix("value ")) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lineside.errors import LinesideError, missing_extra
+from lineside.validate import int_arg
 
 HELP = "Evaluate a checkpoint: I-AUROC, P-AUROC, AUPRO, AP, F1-max per category."
 
@@ -16,9 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category", nargs="+", metavar="C", help="categories (default: the model's classes)")
     parser.add_argument("--json", metavar="OUT", help="write the metrics as JSON to OUT")
     parser.add_argument("--heatmaps", metavar="DIR", help="save overlays of the worst cases to DIR")
-    parser.add_argument("--worst", type=int, default=3, help="worst cases per kind and category (default 3)")
+    parser.add_argument(
+        "--worst", type=int_arg(at_least=1), default=3, help="worst cases per kind and category (default 3)"
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int_arg(at_least=1, at_most=1024), help="CPU threads for torch (default: torch's choice)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

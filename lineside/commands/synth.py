@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lineside.validate import int_arg
+
 HELP = "Generate a synthetic MVTec-layout defect data set with exact masks."
 
 
@@ -23,25 +25,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "capsule); default: all",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="random seed; the same seed gives identical files (default 0)"
+        "--seed",
+        type=int_arg(at_least=0),
+        default=0,
+        help="random seed; the same seed gives identical files (default 0)",
     )
     parser.add_argument(
-        "--train", type=int, default=60, metavar="N", help="good training images per category (default 60)"
+        "--train",
+        type=int_arg(at_least=1),
+        default=60,
+        metavar="N",
+        help="good training images per category (default 60)",
     )
     parser.add_argument(
-        "--test-good", type=int, default=20, metavar="N", help="good test images per category (default 20)"
+        "--test-good",
+        type=int_arg(at_least=0),
+        default=20,
+        metavar="N",
+        help="good test images per category (default 20)",
     )
     parser.add_argument(
         "--test-defect",
-        type=int,
+        type=int_arg(at_least=0),
         default=20,
         metavar="N",
         help="defect test images per category, cycling through its defect types (default 20)",
     )
-    parser.add_argument("--size", type=int, default=256, metavar="PX", help="image side in pixels (default 256)")
+    parser.add_argument(
+        "--size",
+        type=int_arg(at_least=64, at_most=2048),
+        default=256,
+        metavar="PX",
+        help="image side in pixels (default 256)",
+    )
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     parser.add_argument(
-        "--workers", type=int, default=None, metavar="N", help="worker processes (default: CPU count, at most 4)"
+        "--workers",
+        type=int_arg(at_least=1, at_most=64),
+        default=None,
+        metavar="N",
+        help="worker processes (default: CPU count, at most 4)",
     )
 
 
