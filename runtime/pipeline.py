@@ -310,6 +310,7 @@ class Pipeline:
             "score": score,
             "threshold": self.threshold,
             "reason": reason,
+            **{key: value for key, value in (("cause", frame.cause), ("counter", frame.counter)) if value is not None},
             **eject,
             "latency_ms": {key: round(value, 3) for key, value in latency.items()},
         }

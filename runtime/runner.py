@@ -152,6 +152,7 @@ def run_line(options: RunOptions) -> dict[str, Any]:
     factory = source_factory(options.source, rate=options.capture.rate)
     capture = Capture(factory, options.capture)
     results = ResultsLog(options.log_path)
+    capture.on_event = results.write  # an outage without --rate is an event in the log
     rejects = RejectStore(options.save_rejects, options.save_cap_bytes) if options.save_rejects else None
     providers = list(options.providers) if options.providers else None
     outputs: list[Actuator] = []
@@ -193,7 +194,8 @@ def run_line(options: RunOptions) -> dict[str, Any]:
             with _signals(pipeline):
                 if status is not None:
                     status.start()
-                results.write(_start_event(options, bundle.manifest.model, backend.name, threshold, calibration))
+                start = _start_event(options, bundle.manifest.model, backend.name, threshold, calibration)
+                results.write({**start, "frame_counter": source.counter_kind})
                 try:
                     counters = pipeline.run()
                 finally:
@@ -237,6 +239,8 @@ def summarize(pipeline: Pipeline, warm_ms: float, counters: Counters) -> dict[st
         "backend_errors": counters.backend_errors,
         "bad_frames": capture.bad_frames,
         "missed": capture.missed,
+        "dropped_frames": capture.dropped_frames,
+        "counter_restarts": capture.counter_restarts,
         "outages": capture.outages,
         "pulses": ejector.pulses,
         "actuator_errors": ejector.actuator_errors,

@@ -4,7 +4,14 @@ Frames are read by a reader thread per opened source and handed over through a s
 read that hangs inside a camera driver or a dead stream cannot block the line: after `stall_s`
 without a frame the source is abandoned (its thread releases it if the read ever returns) and a new
 one is opened with exponential back-off. Parts that passed while the source was down are emitted as
-frames without an image (so they get an ERROR verdict and are logged) when the part rate is known.
+frames without an image (so they get an ERROR verdict and are logged) when the part rate is known;
+without it, the outage is one `outage` event (its duration, and a part estimate from the source's
+frame rate when it reports one) and the line is unhealthy (heartbeat stopped) while it lasts.
+
+Part accounting: when the source numbers its frames (`FrameSource.counter_kind`), every counter value
+it skipped becomes a part of its own without an image (cause `frame_dropped`, an ERROR verdict, so
+it is rejected under fail-safe), emitted before the frame that revealed the gap. Part ids stay one
+run-wide sequence without holes; each frame's record carries the source's counter too.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import numpy as np
 
 from lineside.errors import LinesideError
 from lineside.runtime.frames import Frame
+from lineside.runtime.sources.accounting import CounterTrack
 from lineside.runtime.sources.base import EndOfSource, FrameSource
 
 log = logging.getLogger(__name__)
@@ -58,7 +66,9 @@ class CaptureStats:
 
     frames: int = 0
     bad_frames: int = 0
-    missed: int = 0
+    missed: int = 0  # parts counted from --rate while the source was down
+    dropped_frames: int = 0  # counter values the source skipped (frames dropped before the reader)
+    counter_restarts: int = 0  # counter went backwards or jumped implausibly (not counted as drops)
     outages: int = 0
     source_up: bool = False
 
@@ -84,7 +94,8 @@ def _reader(source: FrameSource, items: queue.Queue, alive: threading.Event) -> 
     try:
         while alive.is_set():
             try:
-                item: object = source.read()
+                image, error = source.read()
+                item: object = (image, error, source.last_counter)  # the counter of this very frame
             except EndOfSource as exc:
                 item = _End(str(exc))
             except Exception as exc:  # a driver error is a lost source, not a crash of the line
@@ -104,15 +115,22 @@ def _reader(source: FrameSource, items: queue.Queue, alive: threading.Event) -> 
 class Capture:
     """Runs in the capture thread; calls `emit(frame)` for every part, in part-id order."""
 
-    def __init__(self, factory: Callable[[], FrameSource], config: CaptureConfig) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], FrameSource],
+        config: CaptureConfig,
+        on_event: Callable[[dict[str, object]], None] | None = None,
+    ) -> None:
         self.config = config
         self.stats = CaptureStats()
         self.stop = threading.Event()  # set to end capture (signal, shutdown)
+        self.on_event = on_event  # receives events for the results log (an outage without --rate)
         self._factory = factory
         self._next_id = 0
         self._source: FrameSource | None = None
         self._last_mono: float | None = None
         self._after_outage = False
+        self._down_since: float | None = None
 
     def open(self) -> FrameSource:
         """Open the source the first time; a source that cannot be opened now is a user error."""
@@ -121,6 +139,7 @@ class Capture:
         except EndOfSource as exc:
             raise LinesideError(f"{exc}: check --source (device present? URL reachable?)") from exc
         self.stats.source_up = True
+        say_accounting(self._source, self.config.rate)
         return self._source
 
     def run(self, emit: Callable[[Frame], None]) -> None:
@@ -133,6 +152,7 @@ class Capture:
                 return
             self.stats.outages += 1
             self._after_outage = True
+            self._down_since = time.monotonic()
             source = self._reopen()
             if source is None:
                 return
@@ -160,6 +180,7 @@ class Capture:
         threading.Thread(target=_reader, args=(source, items, alive), name="lineside-reader", daemon=True).start()
         period = 1.0 / self.config.rate if self.config.rate else None
         start = time.monotonic()
+        track = counter_track(source, self.config.rate)
         try:
             while not self.stop.is_set():
                 try:
@@ -177,8 +198,8 @@ class Capture:
                 if period is not None and not source.live:
                     self.stop.wait(max(0.0, start + self.stats.frames * period - time.monotonic()))
                 if source.live:
-                    self._emit_missed(emit)
-                if self._done():
+                    self._emit_missed(emit, source)
+                if not self._emit_dropped(emit, track, item[2]) or self._done():
                     return True
                 emit(self._frame(*item))
                 if self._done():
@@ -190,23 +211,43 @@ class Capture:
     def _done(self) -> bool:
         return self.config.max_parts is not None and self._next_id >= self.config.max_parts
 
-    def _frame(self, image: np.ndarray | None, error: str | None) -> Frame:
+    def _frame(self, image: np.ndarray | None, error: str | None, counter: int | None) -> Frame:
         if image is not None:
             image, error = crop(image, self.config.roi)
-        frame = Frame.now(self._next_id, image, error)
+        frame = Frame.now(self._next_id, image, error, counter)
         self._next_id += 1
         self.stats.frames += 1
         self.stats.bad_frames += int(error is not None)
         self._last_mono = frame.capture_mono
         return frame
 
-    def _emit_missed(self, emit: Callable[[Frame], None]) -> None:
+    def _emit_dropped(self, emit: Callable[[Frame], None], track: CounterTrack | None, counter: int | None) -> bool:
+        """An image-less part (cause frame_dropped) per counter value skipped before `counter`; False at max-parts."""
+        if track is None:
+            return True
+        now = time.monotonic()
+        restarts = track.restarts
+        skipped = track.step(counter, now)
+        self.stats.counter_restarts += track.restarts - restarts
+        last = self._last_mono if self._last_mono is not None else now
+        wall_offset = time.time() - now
+        for k, value in enumerate(skipped, start=1):
+            if self._done():
+                return False
+            mono = last + k * (now - last) / (len(skipped) + 1)  # spread over the gap, in counter order
+            why = f"frame_dropped: the source's {track.kind} skipped {value}"
+            emit(Frame(self._next_id, mono, mono + wall_offset, None, why, counter=value, cause="frame_dropped"))
+            self._next_id += 1
+            self.stats.dropped_frames += 1
+        return True
+
+    def _emit_missed(self, emit: Callable[[Frame], None], source: FrameSource) -> None:
         """After an outage, emit an image-less frame for each part that passed meanwhile (needs --rate)."""
         if not self._after_outage:
             return
         self._after_outage = False
         if self._last_mono is None or not self.config.rate:
-            log.warning("parts passed while the source was down; pass --rate to count and reject them")
+            self._outage_event(source)
             return
         gap = time.monotonic() - self._last_mono
         missed = max(0, round(gap * self.config.rate) - 1)
@@ -215,6 +256,42 @@ class Capture:
             if self._done():
                 break
             mono = self._last_mono + k / self.config.rate
-            emit(Frame(self._next_id, mono, mono + wall_offset, None, "missed: source was down"))
+            emit(Frame(self._next_id, mono, mono + wall_offset, None, "missed: source was down", cause="source_down"))
             self._next_id += 1
             self.stats.missed += 1
+
+    def _outage_event(self, source: FrameSource) -> None:
+        """Without --rate the parts that passed during an outage cannot be counted: log and record the outage."""
+        now = time.monotonic()
+        down_s = now - (self._down_since if self._down_since is not None else now)
+        seen_s = now - self._last_mono if self._last_mono is not None else down_s
+        fps = source.nominal_fps
+        estimate = round(seen_s * fps) if fps else None
+        log.error(
+            "parts passed unrecorded while the source was down for %.1f s (about %s); pass --rate to count and "
+            "reject them", down_s, estimate if estimate is not None else "an unknown number",
+        )  # fmt: skip
+        if self.on_event is not None:
+            event = {"type": "event", "event": "outage", "time": time.time(), "down_s": round(down_s, 3)}
+            self.on_event({**event, "parts_unaccounted_estimate": estimate, "source_fps": fps})
+
+
+def counter_track(source: FrameSource, rate: float | None) -> CounterTrack | None:
+    """A fresh counter track for one opened source (None when it has no counter): a reopen restarts the count."""
+    if source.counter_kind is None:
+        return None
+    fps = rate or source.nominal_fps
+    return CounterTrack(source.counter_kind, source.counter_min, source.counter_max, fps)
+
+
+def say_accounting(source: FrameSource, rate: float | None) -> None:
+    """One start-up line: how parts are accounted with this source."""
+    if source.counter_kind is not None:
+        log.info("%s numbers its frames (%s): dropped frames are rejected as frame_dropped",
+                 source.describe(), source.counter_kind)  # fmt: skip
+    elif source.live:
+        mode = "parts missed in outages are counted from --rate" if rate else "pass --rate to count outage parts"
+        log.warning("%s has no frame counter: frames dropped before the reader cannot be detected; %s",
+                    source.describe(), mode)  # fmt: skip
+    else:
+        log.info("%s has no frame counter (a replay drops no frames)", source.describe())

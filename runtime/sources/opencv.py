@@ -1,4 +1,12 @@
-"""OpenCV capture: camera index, video file, RTSP/HTTP stream, or GStreamer pipeline (Jetson)."""
+"""OpenCV capture: camera index, video file, RTSP/HTTP stream, or GStreamer pipeline (Jetson).
+
+Frame counters (part accounting, see FrameSource): a video file numbers its frames
+(`frame_index`, CAP_PROP_POS_FRAMES). A GStreamer pipeline with a fixed frame rate numbers them by
+buffer timestamp (`gst_pts`: CAP_PROP_POS_MSEC x fps): OpenCV's CAP_PROP_POS_FRAMES there only counts
+the frames OpenCV itself pulled (measured: it never skips when appsink drops), while the timestamp
+jumps by the dropped frames' periods. Camera indices (V4L2) and RTSP/HTTP streams expose no counter
+through OpenCV: their drops cannot be seen, which the capture stage says at start-up.
+"""
 
 from __future__ import annotations
 
@@ -54,13 +62,30 @@ class OpenCvSource(FrameSource):
             self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a backlog
         fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.nominal_fps = fps if 0.0 < fps < 1000.0 else None
+        if not live:
+            self.counter_kind = "frame_index"
+        elif gstreamer and self.nominal_fps is not None:
+            self.counter_kind = "gst_pts"
+        self._first_ms: float | None = None  # the first frame's timestamp: counters count periods from it
 
     def read(self) -> tuple[np.ndarray | None, str | None]:
         """Next frame; a live source that stops delivering raises EndOfSource (the watchdog reopens it)."""
         ok, image = self._capture.read()
         if not ok:
             raise EndOfSource(f"{self._name}: no more frames")
+        self.last_counter = self._counter()
         return image, None
+
+    def _counter(self) -> int | None:
+        """This frame's number: file frame index, or buffer timestamp in frame periods (GStreamer)."""
+        if self.counter_kind == "frame_index":
+            return int(self._capture.get(cv2.CAP_PROP_POS_FRAMES)) - 1  # the position is the NEXT frame
+        if self.counter_kind == "gst_pts" and self.nominal_fps is not None:
+            stamp_ms = float(self._capture.get(cv2.CAP_PROP_POS_MSEC))
+            if self._first_ms is None:
+                self._first_ms = stamp_ms  # measuring from here keeps every value near a whole period
+            return round((stamp_ms - self._first_ms) * self.nominal_fps / 1000.0)
+        return None
 
     def close(self) -> None:
         """Release the capture."""
