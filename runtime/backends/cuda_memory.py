@@ -4,12 +4,22 @@ Two implementations of the same small interface: pycuda (the card's choice) and,
 missing, NVIDIA cuda-python (`cuda.bindings.runtime`). Every CUDA call is checked: a failing call
 raises BackendError naming the call and CUDA's message. Everything allocated is freed by `close()`
 (or leaving the `with` block), never by `__del__`.
+
+A CUDA context is current per *thread*: the line opens the backend on the main thread but infers on
+its inference thread. So no method makes the context current by itself; the caller wraps every use in
+`with memory.activate():`, on the thread that does the work (pycuda pushes the device's primary
+context there and pops it after; cuda-python binds the device, so the runtime API makes its primary
+context current on that thread). Not run on a GPU in this repository's CI (no GPU there): a test with
+a stand-in driver checks that the context is pushed on the inferring thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -28,6 +38,10 @@ class CudaMemory(ABC):
     @abstractmethod
     def stream_handle(self) -> int:
         """The stream as an integer handle for `execute_async_v3`."""
+
+    @abstractmethod
+    def activate(self) -> contextlib.AbstractContextManager[None]:
+        """Make the device's context current on the calling thread for the `with` block."""
 
     @abstractmethod
     def pinned(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
@@ -69,11 +83,18 @@ class CudaPythonMemory(CudaMemory):
 
     def __init__(self, device: int = 0) -> None:
         self._rt = _import_cudart()
+        self._ordinal = device
         self._host: list[int] = []
         self._device: list[int] = []
         self._stream: Any = None
-        self._check("cudaSetDevice", self._rt.cudaSetDevice(device))
-        self._stream = self._check("cudaStreamCreate", self._rt.cudaStreamCreate())
+        with self.activate():
+            self._stream = self._check("cudaStreamCreate", self._rt.cudaStreamCreate())
+
+    @contextmanager
+    def activate(self) -> Iterator[None]:
+        """Bind the device on this thread: the runtime API then makes its primary context current here."""
+        self._check("cudaSetDevice", self._rt.cudaSetDevice(self._ordinal))
+        yield
 
     def _check(self, call: str, result: Any) -> Any:
         """Raise BackendError unless a cuda-python result tuple starts with cudaSuccess; return the value."""
@@ -115,19 +136,24 @@ class CudaPythonMemory(CudaMemory):
         self._check("cudaStreamSynchronize", self._rt.cudaStreamSynchronize(self._stream))
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._check("cudaStreamSynchronize", self._rt.cudaStreamSynchronize(self._stream))
-        while self._device:
-            self._check("cudaFree", self._rt.cudaFree(self._device.pop()))
-        while self._host:
-            self._check("cudaFreeHost", self._rt.cudaFreeHost(self._host.pop()))
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            self._check("cudaStreamDestroy", self._rt.cudaStreamDestroy(stream))
+        with self.activate():
+            if self._stream is not None:
+                self._check("cudaStreamSynchronize", self._rt.cudaStreamSynchronize(self._stream))
+            while self._device:
+                self._check("cudaFree", self._rt.cudaFree(self._device.pop()))
+            while self._host:
+                self._check("cudaFreeHost", self._rt.cudaFreeHost(self._host.pop()))
+            if self._stream is not None:
+                stream, self._stream = self._stream, None
+                self._check("cudaStreamDestroy", self._rt.cudaStreamDestroy(stream))
 
 
 class PyCudaMemory(CudaMemory):
-    """pycuda on the device's primary context (the one TensorRT uses); pycuda raises on every failed call."""
+    """pycuda on the device's primary context (the one TensorRT uses); pycuda raises on every failed call.
+
+    The context is current on a thread only inside `activate()` (pushed on entry, popped on exit), so
+    the thread that opened the backend and the thread that infers each push it for their own work.
+    """
 
     name = "pycuda"
 
@@ -137,9 +163,20 @@ class PyCudaMemory(CudaMemory):
         self._cuda = cuda
         cuda.init()
         self._context: Any = cuda.Device(device).retain_primary_context()
-        self._context.push()
         self._buffers: list[Any] = []  # pagelocked arrays and DeviceAllocations
-        self._stream: Any = cuda.Stream()
+        with self.activate():
+            self._stream: Any = cuda.Stream()
+
+    @contextmanager
+    def activate(self) -> Iterator[None]:
+        """Push the primary context on the calling thread; pop it when the block ends."""
+        if self._context is None:
+            raise BackendError("the CUDA context is closed")
+        self._context.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
 
     @property
     def stream_handle(self) -> int:
@@ -167,15 +204,15 @@ class PyCudaMemory(CudaMemory):
     def close(self) -> None:
         if self._context is None:
             return
-        self._stream.synchronize()
-        for buffer in reversed(self._buffers):
-            if hasattr(buffer, "free"):
-                buffer.free()  # DeviceAllocation
-            elif hasattr(buffer, "base") and hasattr(buffer.base, "free"):
-                buffer.base.free()  # pagelocked host array
-        self._buffers.clear()
-        self._stream = None
-        self._context.pop()
+        with self.activate():
+            self._stream.synchronize()
+            for buffer in reversed(self._buffers):
+                if hasattr(buffer, "free"):
+                    buffer.free()  # DeviceAllocation
+                elif hasattr(buffer, "base") and hasattr(buffer.base, "free"):
+                    buffer.base.free()  # pagelocked host array
+            self._buffers.clear()
+            self._stream = None
         self._context = None
 
 

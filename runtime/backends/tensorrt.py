@@ -5,6 +5,10 @@ is deserialised. Pinned host and device buffers for every IO tensor are allocate
 largest batch), bound with `set_tensor_address`, and reused: a frame is one host copy into pinned
 memory, an async upload, `execute_async_v3` on the backend's stream, async downloads and one
 stream synchronisation. Needs a GPU, TensorRT (or TensorRT-RTX) and pycuda or cuda-python.
+
+The backend is opened on one thread and infers on another (the line's inference thread): every
+method that touches the GPU runs inside `CudaMemory.activate()`, which makes the CUDA context
+current on the thread calling it. Not run on a GPU in this repository's CI.
 """
 
 from __future__ import annotations
@@ -78,7 +82,8 @@ class TensorRTBackend(InferenceBackend):
         super().__init__(tuple(bundle.manifest.input_size), 0 if dynamic else self._limit)  # type: ignore[arg-type]
         self._cuda: CudaMemory | None = open_cuda(device)
         try:
-            self._open(trt, plan, metadata, self._cuda)
+            with self._cuda.activate():
+                self._open(trt, plan, metadata, self._cuda)
         except BaseException:
             self.close()
             raise
@@ -115,6 +120,11 @@ class TensorRTBackend(InferenceBackend):
         cuda = self._cuda
         if cuda is None:
             raise BackendError("the TensorRT backend is closed")
+        with cuda.activate():  # on the calling (inference) thread, not the one that opened the backend
+            return self._enqueue(cuda, images)
+
+    def _enqueue(self, cuda: CudaMemory, images: np.ndarray) -> InferenceResult:
+        """Copy in, execute, copy out and wait, with the context current on this thread."""
         count = images.shape[0]
         if count > self._limit:
             raise BackendError(f"batch of {count} exceeds the engine's maximum {self._limit}: rebuild with --max-batch")
@@ -136,9 +146,11 @@ class TensorRTBackend(InferenceBackend):
 
     def close(self) -> None:
         """Destroy the context and engine, then free the buffers and stream; safe to call twice."""
-        self._context = None
-        self._engine = None
-        self._runtime = None
         cuda, self._cuda = getattr(self, "_cuda", None), None
-        if cuda is not None:
-            cuda.close()
+        if cuda is None:
+            return
+        with cuda.activate():  # TensorRT frees its device memory in the context that owns it
+            self._context = None
+            self._engine = None
+            self._runtime = None
+        cuda.close()
