@@ -8,22 +8,16 @@ import numpy as np
 from tqdm import tqdm
 
 from lineside.bundle import Bundle
+from lineside.data.images import IMAGE_SUFFIXES, list_images
 from lineside.errors import LinesideError
 from lineside.preprocess import resize_for_model
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 BATCH = 8  # images per inference call when the graph has a dynamic batch
-
-
-def list_images(folder: Path, *, recursive: bool = False) -> list[Path]:
-    """Image files in `folder` (sorted), optionally searching sub-folders."""
-    pattern = "**/*" if recursive else "*"
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def score_images(bundle: Bundle, paths: list[Path], *, threads: int | None = None, desc: str = "scoring") -> np.ndarray:
     """Image scores (N,) float64 of `paths` from the bundle's model on ONNX Runtime (CPU)."""
-    from lineside.data import load_image
+    from lineside.data.images import load_image
     from lineside.runtime.backends.onnxruntime import OrtBackend
 
     if not paths:
@@ -62,7 +56,7 @@ def good_and_defect_paths(good_dir: Path, defect_dir: Path | None) -> tuple[list
                 "; this looks like an MVTec category: pass good images the model was NOT trained on "
                 "(training images score too low and give thresholds that reject good parts)"
             )
-        raise LinesideError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}{hint}")
+        raise LinesideError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}{hint}")
     defect: list[Path] = []
     if defect_dir is not None:
         if not defect_dir.is_dir():

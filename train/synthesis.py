@@ -15,10 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lineside.data.images import IMAGE_SUFFIXES, list_images, load_image
 from lineside.errors import LinesideError
 from lineside.preprocess import resize_for_model
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def perlin_noise(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -92,16 +91,14 @@ def procedural_texture(shape: tuple[int, int], rng: np.random.Generator) -> np.n
 def load_textures(folder: str | Path, size: tuple[int, int], limit: int = 200) -> list[np.ndarray]:
     """Up to `limit` texture images from a folder (recursively, e.g. DTD), resized to `size`."""
     root = Path(folder)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not root.is_dir():
+        raise LinesideError(f"texture folder not found: {root}")
+    files = list_images(root, recursive=True)[:limit]
     if not files:
-        raise LinesideError(f"no texture images ({', '.join(IMAGE_SUFFIXES)}) under {root}: pass a texture folder")
-    textures = []
-    for path in files:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise LinesideError(f"cannot read texture image {path}: remove or replace it")
-        textures.append(resize_for_model(image, size))
-    return textures
+        raise LinesideError(
+            f"no texture images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}: pass a texture folder"
+        )
+    return [resize_for_model(load_image(path), size) for path in files]  # corrupt/truncated: LinesideError
 
 
 class DefectSynthesizer:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from lineside.data.images import IMAGE_SUFFIXES, list_images, load_image
 from lineside.errors import LinesideError
 from lineside.runtime.sources.base import EndOfSource, FrameSource
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-
 
 class ImageFolderSource(FrameSource):
-    """Replays a folder; an unreadable image is a bad frame (the part gets an ERROR verdict)."""
+    """Replays a folder; an unreadable, corrupt or truncated image is a bad frame (the part gets an ERROR verdict).
+
+    Images are decoded by the same reader as training and calibration (`lineside.data.images`), so
+    every stage sees the same pixels and the same suffixes.
+    """
 
     live = False
 
@@ -27,21 +29,21 @@ class ImageFolderSource(FrameSource):
     @staticmethod
     def list_images(folder: Path) -> list[Path]:
         """Image files directly in `folder`, sorted by name; raises LinesideError if there are none."""
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        paths = list_images(folder)
         if not paths:
             raise LinesideError(f"image folder {folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return paths
 
     def read(self) -> tuple[np.ndarray | None, str | None]:
-        """The next image, (None, why) if it cannot be decoded; EndOfSource after the last one."""
+        """The next image, (None, why) if it cannot be read or is truncated; EndOfSource after the last one."""
         if self._next >= len(self._paths):
             raise EndOfSource(f"{self._folder}: all {len(self._paths)} images replayed")
         path = self._paths[self._next]
         self._next += 1
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            return None, f"cannot decode {path.name}"
-        return image, None
+        try:
+            return load_image(path), None
+        except LinesideError as exc:
+            return None, str(exc)
 
     def close(self) -> None:
         """Nothing to release."""
