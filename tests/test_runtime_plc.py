@@ -1,0 +1,225 @@
+"""S7 and OPC UA reject outputs against the libraries' own servers on 127.0.0.1 (python-snap7, asyncua):
+exact bits and nodes written, link loss and server restart survived, every call bounded in time, bad URLs refused."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from plc_support import S7_DB, OpcUaServer, S7Server, free_port
+
+from lineside.errors import LinesideError
+from lineside.runtime.actuators.base import Actuator, ActuatorError, open_actuator
+
+pytest.importorskip("snap7", reason="python-snap7 is not installed: pip install 'lineside[s7]'")
+pytest.importorskip("asyncua", reason="asyncua is not installed: pip install 'lineside[opcua]'")
+
+REJECT, HEARTBEAT = "ns=2;s=Line1.Reject", "ns=2;s=Line1.Heartbeat"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("s7://?area=DB&db=1&byte=0&bit=0", "no PLC host"),
+        ("s7://plc?byte=0&bit=0", "area must be one of Q, M, DB"),
+        ("s7://plc?area=I&byte=0&bit=0", "area must be one of Q, M, DB"),
+        ("s7://plc?area=DB&byte=0&bit=0", "needs ?db=N"),
+        ("s7://plc?area=M&db=3&byte=0&bit=0", "db= goes with area=DB only"),
+        ("s7://plc?area=Q&byte=0&bit=8", "bit must be 0..7"),
+        ("s7://plc?area=Q&byte=0", "needs ?bit=N"),
+        ("s7://plc?area=Q&byte=x&bit=1", "byte='x' is not an integer"),
+        ("s7://plc?area=Q&byte=0&bit=1&slot=40", "slot must be 0..31"),
+        ("s7://plc?area=Q&byte=0&bit=1&timeout=0", "timeout must be in (0, 30]"),
+        ("opcua://plc:4840", "give host and node"),
+        ("opcua://plc:4840/ns=2;s=X?security=Encrypt", "security must be one of None, Sign, SignAndEncrypt"),
+        ("opcua://plc:4840/ns=2;s=X?security=Sign", "needs cert=CLIENT_CERT and key=CLIENT_KEY"),
+        ("opcua://plc:4840/ns=2;s=X?policy=Basic256Sha256", "need security=Sign or security=SignAndEncrypt"),
+        ("opcua://plc:4840/ns=2;s=X?security=Sign&cert=/nonexistent.der&key=/k.pem", "is not a file"),
+        ("opcua://plc:4840/ns=2;s=X?password_env=LINESIDE_TEST_UNSET_VARIABLE", "is not set"),
+        ("opcua://:secret@plc:4840/ns=2;s=X", "a password needs a user"),
+        ("opcua://plc:4840/ns=2;s=X?timeout=soon", "timeout must be seconds"),
+    ],
+)
+def test_bad_urls_are_one_line_errors(url: str, message: str) -> None:
+    with pytest.raises(LinesideError, match=message.replace("(", r"\(").replace("?", r"\?")) as info:
+        open_actuator(url)
+    assert "\n" not in str(info.value)
+    assert "secret" not in str(info.value)
+
+
+def test_opcua_bad_node_id_is_refused_at_start(opcua_server: OpcUaServer) -> None:
+    actuator = open_actuator(f"opcua://127.0.0.1:{opcua_server.port}/ns=2;x=Nope")
+    with pytest.raises(LinesideError, match="is not an OPC UA node id"):
+        actuator.connect()
+    actuator.close()
+
+
+@pytest.fixture
+def s7_server():
+    server = S7Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def opcua_server():
+    server = OpcUaServer(users={"line": "s3cret"}).start()  # one per module: its address space takes seconds to load
+    yield server
+    server.close()
+
+
+@pytest.mark.network
+@pytest.mark.parametrize(("area", "memory", "query"), [("DB", "db", f"area=DB&db={S7_DB}"), ("PA", "q", "area=Q"), ("MK", "m", "area=M")])
+def test_s7_output_switches_exactly_its_bit(s7_server: S7Server, area: str, memory: str, query: str) -> None:
+    getattr(s7_server, memory)[3] = 0b1010_0001  # other bits of the byte belong to the PLC program
+    actuator = open_actuator(f"s7://127.0.0.1:{s7_server.port}?rack=0&slot=1&{query}&byte=3&bit=2")
+    actuator.connect()  # drives the output off at start
+    try:
+        actuator.set(True)
+        assert getattr(s7_server, memory)[3] == 0b1010_0101
+        actuator.set(False)
+        assert getattr(s7_server, memory)[3] == 0b1010_0001
+    finally:
+        actuator.close()
+    db = S7_DB if area == "DB" else 0
+    assert [value for _, value in s7_server.bit_changes(area, db, 3, 2)] == [False, True, False]
+    assert actuator.health()["ok"] and actuator.health()["writes"] == 2
+
+
+@pytest.mark.network
+def test_s7_refused_address_is_a_start_up_error(s7_server: S7Server) -> None:
+    actuator = open_actuator(f"s7://127.0.0.1:{s7_server.port}?area=DB&db=99&byte=0&bit=0")
+    with pytest.raises(LinesideError, match=r"DB99\.DBX0\.0 refused.*optimized block access off"):
+        actuator.connect()
+    actuator.close()
+
+
+def _until_written(actuator: Actuator, on: bool, within_s: float) -> int:
+    """Retry `set(on)` as the ejector does until it lands; returns the failed attempts."""
+    failures, deadline = 0, time.monotonic() + within_s
+    while True:
+        try:
+            actuator.set(on)
+            return failures
+        except ActuatorError:
+            failures += 1
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.mark.network
+def test_s7_link_loss_and_plc_restart(s7_server: S7Server) -> None:
+    url = f"s7://127.0.0.1:{s7_server.port}?area=M&byte=0&bit=1&timeout=0.3"
+    actuator = open_actuator(url)
+    actuator.connect()
+    actuator.set(True)
+    s7_server.stop()
+    with pytest.raises(ActuatorError):
+        for _ in range(5):  # the server's handler of the open connection may answer one more request
+            actuator.set(False)
+            time.sleep(0.1)
+    assert not actuator.ok and actuator.errors >= 1 and actuator.last_error
+    revived = S7Server(s7_server.port).start()
+    try:
+        _until_written(actuator, True, within_s=6.0)
+        assert actuator.ok and revived.m[0] == 0b10
+    finally:
+        actuator.close()
+        revived.stop()
+    assert revived.m[0] == 0  # left off
+
+
+@pytest.mark.network
+def test_opcua_writes_the_node_and_survives_a_server_restart(opcua_server: OpcUaServer) -> None:
+    actuator = open_actuator(f"opcua://127.0.0.1:{opcua_server.port}/{REJECT}?timeout=0.5")
+    actuator.connect()
+    actuator.set(True)
+    actuator.set(False)
+    assert [v for _, v in opcua_server.changes(REJECT)][-3:] == [False, True, False]
+    opcua_server.stop()
+    with pytest.raises(ActuatorError):
+        actuator.set(True)
+    assert not actuator.ok
+    opcua_server.start()  # same port, new server state
+    try:
+        failures = _until_written(actuator, True, within_s=8.0)
+        assert actuator.ok and opcua_server.changes(REJECT)[-1][1] is True
+        assert actuator.errors < failures  # calls during the back-off are refused without touching the network
+    finally:
+        actuator.close()
+    assert opcua_server.changes(REJECT)[-1][1] is False
+
+
+@pytest.mark.network
+def test_opcua_user_login(opcua_server: OpcUaServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = f"opcua://line@127.0.0.1:{opcua_server.port}/{HEARTBEAT}"
+    monkeypatch.setenv("LINESIDE_TEST_PLC_PASSWORD", "s3cret")
+    good = open_actuator(base + "?password_env=LINESIDE_TEST_PLC_PASSWORD")
+    good.connect()
+    good.set(True)
+    good.close()
+    assert [v for _, v in opcua_server.changes(HEARTBEAT)][-3:] == [False, True, False]
+    in_url = open_actuator(f"opcua://line:wrong@127.0.0.1:{opcua_server.port}/{HEARTBEAT}")
+    with pytest.raises(LinesideError, match="does not respond") as info:
+        in_url.connect()
+    in_url.close()
+    assert "wrong" not in str(info.value) and "line:***@" in str(info.value)
+    assert in_url.health()["url"].startswith("opcua://line:***@")
+
+
+class SilentPlc:
+    """Accepts TCP connections and never answers: a PLC that hangs mid-handshake."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("scheme", ["s7", "opcua"])
+def test_a_silent_plc_never_blocks_longer_than_the_timeout(scheme: str) -> None:
+    plc = SilentPlc()
+    url = (
+        f"s7://127.0.0.1:{plc.port}?area=M&byte=0&bit=0&timeout=0.3"
+        if scheme == "s7"
+        else f"opcua://127.0.0.1:{plc.port}/{REJECT}?timeout=0.3"
+    )
+    actuator = open_actuator(url)
+    try:
+        start = time.monotonic()
+        with pytest.raises(LinesideError, match="does not respond"):
+            actuator.connect()
+        assert time.monotonic() - start < 0.3 + 0.4
+        for _ in range(3):  # link down: later writes fail fast (back-off, or the stuck call not yet returned)
+            start = time.monotonic()
+            with pytest.raises(ActuatorError):
+                actuator.set(True)
+            assert time.monotonic() - start < 0.3 + 0.4
+    finally:
+        actuator.close()
+        plc.close()
+
+
+def test_dead_port_is_refused_quickly() -> None:
+    actuator = open_actuator(f"s7://127.0.0.1:{free_port()}?area=M&byte=0&bit=0")
+    with pytest.raises(LinesideError, match="does not respond"):
+        actuator.connect()
+    actuator.close()
+
