@@ -78,8 +78,9 @@ def is_gstreamer(spec: str) -> bool:
 def source_factory(spec: str, *, rate: float | None = None) -> Callable[[], FrameSource]:
     """Parse a --source value into a factory that opens a fresh source (the watchdog reopens with it).
 
-    `spec` is a camera index ("0"), a video file, an image folder, an RTSP/HTTP stream URL or a
-    GStreamer pipeline ending in appsink. `rate` is the replay rate of a folder in frames/s.
+    `spec` is a camera index ("0"), a video file, an image folder, an RTSP/HTTP stream URL, a
+    GStreamer pipeline ending in appsink, or a GenICam camera URL (genicam://, pylon://: genicam.py).
+    `rate` is the replay rate of a folder in frames/s, and the software trigger rate of a GenICam camera.
     """
     from lineside.runtime.sources.folder import ImageFolderSource
     from lineside.runtime.sources.opencv import OpenCvSource
@@ -87,6 +88,10 @@ def source_factory(spec: str, *, rate: float | None = None) -> Callable[[], Fram
     spec = spec.strip()
     if not spec:
         raise LinesideError("--source is empty: give a camera index, video file, image folder, stream URL or pipeline")
+    if spec.lower().startswith(("genicam://", "pylon://")):
+        from lineside.runtime.sources.genicam import camera_factory
+
+        return camera_factory(spec, rate=rate)
     if spec.isdigit():
         return lambda: OpenCvSource(int(spec), live=True)
     if is_gstreamer(spec):
