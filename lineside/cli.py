@@ -17,12 +17,17 @@ from lineside import __version__
 from lineside.errors import LinesideError
 
 COMMANDS: tuple[str, ...] = (
-    "synth", "train", "eval", "export", "build", "calibrate", "run", "review", "bench", "deploy",
+    "synth", "train", "eval", "export", "build", "calibrate", "run", "review", "bench", "deploy", "cameras",
 )  # fmt: skip
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
+
+NO_OPENCV = (
+    "OpenCV (cv2) is not importable: pip install 'lineside[opencv]', or on a Jetson use JetPack's GStreamer "
+    "OpenCV in a --system-site-packages venv (docs/jetson.md)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"lineside {args.command}: interrupted\n")
         return 130
     except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "cv2":
+            sys.stderr.write(f"lineside {args.command}: error: {NO_OPENCV}\n")
+            return EXIT_BAD_INPUT
         if os.environ.get("LINESIDE_DEBUG"):
             raise
         sys.stderr.write(

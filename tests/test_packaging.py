@@ -125,7 +125,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def wheel_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel and the runtime's dependencies (numpy, opencv, onnxruntime), no torch."""
     bin_dir = fresh_venv(tmp_path_factory.mktemp("wheel-venv") / "venv")
-    pip_install(bin_dir, wheel, "onnxruntime")
+    pip_install(bin_dir, f"{wheel}[opencv]", "onnxruntime")  # OpenCV is an extra: a Jetson keeps its own
     return bin_dir
 
 

@@ -44,22 +44,36 @@ def import_aravis() -> tuple[Any, Any]:
     return Aravis, GLib
 
 
-def list_aravis() -> list[dict[str, str]]:
-    """Every camera Aravis can see (GigE Vision discovery, USB3 Vision), like `arv-tool-0.8`."""
-    aravis, _ = import_aravis()
+def list_aravis(address: str | None = None) -> list[dict[str, str]]:
+    """Every camera Aravis can see (GigE Vision discovery on every interface, USB3 Vision), like `arv-tool-0.8`;
+    with `address`, only the GigE Vision camera at that address (asked directly, no broadcast)."""
+    aravis, glib = import_aravis()
+    if address is not None:
+        try:
+            camera = aravis.Camera.new(address)
+        except glib.Error as exc:
+            raise LinesideError(f"no GigE Vision camera answers at {address} ({exc.message})") from exc
+        names = (camera.get_vendor_name(), camera.get_model_name(), camera.get_device_serial_number())
+        return [_row(address, *names, address, "GigEVision")]
     aravis.update_device_list()
-    cameras = []
-    for index in range(aravis.get_n_devices()):
-        device_id = aravis.get_device_id(index)
-        cameras.append({
-            "url": f"genicam://{device_id}",
-            "vendor": aravis.get_device_vendor(index) or "",
-            "model": aravis.get_device_model(index) or "",
-            "serial": aravis.get_device_serial_nbr(index) or "",
-            "address": aravis.get_device_address(index) or "",
-            "protocol": aravis.get_device_protocol(index) or "",
-        })  # fmt: skip
-    return cameras
+    return [
+        _row(
+            aravis.get_device_id(index),
+            aravis.get_device_vendor(index),
+            aravis.get_device_model(index),
+            aravis.get_device_serial_nbr(index),
+            aravis.get_device_address(index),
+            aravis.get_device_protocol(index),
+        )
+        for index in range(aravis.get_n_devices())
+    ]
+
+
+def _row(device_id: str, vendor: str, model: str, serial: str, address: str, protocol: str) -> dict[str, str]:
+    values = (vendor, model, serial, address, protocol)
+    return {"url": f"genicam://{device_id}"} | dict(
+        zip(("vendor", "model", "serial", "address", "protocol"), (v or "" for v in values), strict=True)
+    )
 
 
 class AravisSource(FrameSource):
