@@ -26,7 +26,7 @@ from lineside.runtime.decision import resolve_threshold
 from lineside.runtime.ejector import EjectorConfig
 from lineside.runtime.encoder import EncoderTrack, ModbusCounter
 from lineside.runtime.pipeline import Counters, Pipeline
-from lineside.runtime.results import RejectStore, ResultsLog
+from lineside.runtime.results import LogPolicy, RejectStore, ResultsLog, new_run_id
 from lineside.runtime.sources.base import source_factory
 from lineside.runtime.sources.capture import Capture, CaptureConfig
 from lineside.runtime.stats import StatusLine
@@ -42,6 +42,7 @@ class RunOptions:
     source: str
     actuator: str = "log://"
     log_path: Path | None = None
+    log_policy: LogPolicy = LogPolicy()  # results log size cap, rotation, fsync
     threshold: float | None = None
     class_name: str | None = None
     backend: str = "auto"
@@ -151,9 +152,10 @@ def run_line(options: RunOptions) -> dict[str, Any]:
     threshold = resolve_threshold(bundle, options.threshold, options.class_name)
     factory = source_factory(options.source, rate=options.capture.rate)
     capture = Capture(factory, options.capture)
-    results = ResultsLog(options.log_path)
+    run_id = new_run_id()  # in every log record and every reject file name: part ids restart each run
+    results = ResultsLog(options.log_path, options.log_policy, run_id)
     capture.on_event = results.write  # an outage without --rate is an event in the log
-    rejects = RejectStore(options.save_rejects, options.save_cap_bytes) if options.save_rejects else None
+    rejects = RejectStore(options.save_rejects, options.save_cap_bytes, run_id) if options.save_rejects else None
     providers = list(options.providers) if options.providers else None
     outputs: list[Actuator] = []
     counter = ModbusCounter(options.encoder) if options.encoder else None
@@ -248,6 +250,9 @@ def summarize(pipeline: Pipeline, warm_ms: float, counters: Counters) -> dict[st
         "latency_ms": {"p50": p50, "p99": p99},
         "overhead_ms": {"p50": o50, "p99": o99},
         "overhead_cpu_ms": {"p50": c50, "p99": c99},
+        "run_id": pipeline.results.run_id,
         "log_lines": pipeline.results.lines,
         "log_errors": pipeline.results.errors,
+        "log_rotations": pipeline.results.rotations,
+        "rejects_deleted_for_cap": pipeline.rejects.deleted if pipeline.rejects else 0,
     }

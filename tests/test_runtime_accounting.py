@@ -90,9 +90,11 @@ def run_line(tmp_path: Path, factory: Callable[[], FrameSource], parts: int, rat
 
 
 def part_records(records: list[dict]) -> dict[int, dict]:
-    parts = {r["part_id"]: r for r in records if r["type"] == "part"}
-    assert sorted(parts) == list(range(len(parts))), "every part id has exactly one decision"
-    return parts
+    """Part records by part id, in part order (a rejected part may be logged after its pulse, out of order)."""
+    parts = [r for r in records if r["type"] == "part"]
+    by_id = dict(sorted(((r["part_id"], r) for r in parts), key=lambda item: item[0]))
+    assert list(by_id) == list(range(len(parts))), "every part id has exactly one decision"
+    return by_id
 
 
 def test_every_dropped_frame_gets_its_own_rejected_decision(tmp_path: Path):

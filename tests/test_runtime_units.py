@@ -209,7 +209,8 @@ def test_reject_store_keeps_under_the_disk_cap(tmp_path: Path):
     total = sum(p.stat().st_size for p in (tmp_path / "rej").iterdir())
     assert store.saved + store.skipped == 20
     assert total <= 60_000
-    assert "part000000019_heatmap.jpg" in files and "part000000000.jpg" not in files  # oldest went first
+    run = store.run_id
+    assert f"{run}_part000000019_heatmap.jpg" in files and f"{run}_part000000000.jpg" not in files  # oldest went first
 
 
 def test_heartbeat_toggles_only_while_healthy():

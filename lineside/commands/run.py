@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heartbeat", metavar="URL", help="second output that toggles while the line is healthy")
     parser.add_argument("--heartbeat-ms", type=PULSE_MS, default=500.0, help="heartbeat half-period (default 500)")
     parser.add_argument("--log", type=Path, help="append one JSON line per decision to this file")
+    parser.add_argument("--log-max-mb", type=float, default=100.0, help="rotate --log at this size (default 100)")
+    parser.add_argument("--log-keep", type=int, default=10, help="rotated logs kept: LOG.1 ... LOG.N (default 10)")
+    parser.add_argument("--log-fsync-every", type=int, default=100, help="fsync --log after N records (default 100)")
+    parser.add_argument("--log-fsync-ms", type=float, default=500.0, help="...and at least this often (default 500)")
     parser.add_argument("--threshold", type=SCORE, help="reject threshold (default: the bundle's calibrated one)")
     parser.add_argument("--class", dest="class_name", help="class whose calibrated threshold to use")
     parser.add_argument("--delay-ms", type=DELAY_MS, default=0.0, help="capture -> ejector travel time (default 0)")
@@ -87,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `lineside run`."""
     from lineside.atomic import atomic_write_json
     from lineside.runtime.ejector import EjectorConfig
+    from lineside.runtime.results import LogPolicy
     from lineside.runtime.runner import RunOptions, run_line
     from lineside.runtime.sources.capture import CaptureConfig
 
@@ -96,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         source=args.source,
         actuator=args.actuator,
         log_path=args.log,
+        log_policy=LogPolicy.from_options(args.log_max_mb, args.log_keep, args.log_fsync_every, args.log_fsync_ms),
         threshold=args.threshold,
         class_name=args.class_name,
         backend=args.backend,
