@@ -17,6 +17,16 @@ class Verdict(str, Enum):
     ERROR = "ERROR"
 
 
+class Eject(str, Enum):
+    """What really happened to a part at the ejector: the `eject` field of its results-log record."""
+
+    NONE = "none"  # PASS: no pulse wanted
+    PENDING = "pending"  # a pulse is scheduled; the Ejector reports the outcome when the part has passed
+    EJECTED = "ejected"  # the reject output was confirmed ON while the part was at the ejector
+    FAILED = "eject_failed"  # a pulse was wanted but did not happen in the part's window (output or encoder fault)
+    FAIL_OPEN = "not_ejected_fail_open"  # no PASS verdict, let through because the run is --fail-open
+
+
 def resolve_threshold(bundle: Bundle, threshold: float | None, class_name: str | None) -> float:
     """The reject threshold: `threshold` if given, else the bundle's calibrated one for `class_name`."""
     classes = bundle.manifest.classes

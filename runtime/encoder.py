@@ -68,38 +68,57 @@ class ModbusCounter:
 
 
 class EncoderTrack:
-    """Unwrapped belt position (counts) with a short history for looking up past positions."""
+    """Unwrapped belt position (counts) with a short history for looking up past positions.
+
+    A failed read is an outage: `sample` returns None (the position is unknown), `ok` is False until a
+    read succeeds again. The first good read after an outage unwraps forward only (the belt does not run
+    backwards by more than a jitter, but it may well have run more than half the counter range while
+    the PLC did not answer) and sets `gap_s` to the time since the last good read before the outage, so
+    the Ejector can tell which parts passed the ejector unseen.
+    """
 
     def __init__(self, counter: ModbusCounter, poll_s: float = 0.002, history: int = 8192) -> None:
         self.counter = counter
         self.poll_s = poll_s
         self.errors = 0
+        self.outages = 0
         self.ok = True  # False while the counter cannot be read: the belt position is unknown
+        self.last_error: str | None = None
+        self.gap_s: float | None = None  # set by the first good read after an outage: time since the last good one
         self._modulus = 1 << counter.bits
         self._raw: int | None = None
         self._count = 0.0
+        self._last_good: float | None = None
         self._times: deque[float] = deque(maxlen=history)
         self._counts: deque[float] = deque(maxlen=history)
         self._lock = threading.Lock()
 
-    def sample(self) -> float:
-        """Read the counter now (actuation thread); on a failed read the last position is kept and counted."""
+    def sample(self) -> float | None:
+        """Read the counter now (actuation thread): the position in counts, or None when the read failed."""
         try:
             raw = self.counter.read()
         except Exception as exc:  # pymodbus raises its own exception types; the actuation thread must go on
-            self.ok = False
+            if self.ok:
+                self.outages += 1
+            self.ok, self.gap_s = False, None
             self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
             if self.errors % 100 == 1:
                 log.error("encoder read failed (%d so far): %s", self.errors, exc)
-            return self._count
+            return None
+        now, delta = time.monotonic(), 0
         if self._raw is not None:
             delta = (raw - self._raw) % self._modulus
-            if delta > self._modulus // 2:  # the belt ran backwards a little
+            if self.ok and delta > self._modulus // 2:  # the belt ran backwards a little
                 delta -= self._modulus
             self._count += delta
-        self._raw, self.ok = raw, True
+        recovered = not self.ok and self._last_good is not None
+        self.gap_s = now - self._last_good if recovered and self._last_good is not None else None
+        if recovered:
+            log.warning("encoder readable again after %.2f s; moved %+.0f counts meanwhile", self.gap_s, delta)
+        self._raw, self.ok, self._last_good = raw, True, now
         with self._lock:
-            self._times.append(time.monotonic())
+            self._times.append(now)
             self._counts.append(self._count)
         return self._count
 
@@ -116,3 +135,13 @@ class EncoderTrack:
             t0, t1 = self._times[index - 1], self._times[index]
             c0, c1 = self._counts[index - 1], self._counts[index]
         return c0 + (c1 - c0) * (mono - t0) / (t1 - t0) if t1 > t0 else c1
+
+    def speed(self, window_s: float = 1.0) -> float | None:
+        """Belt speed in counts/s over the last `window_s` of good reads; None without two reads in it."""
+        with self._lock:
+            if len(self._times) < 2:
+                return None
+            end_time, end_count = self._times[-1], self._counts[-1]
+            index = max(0, bisect.bisect_left(self._times, end_time - window_s) - 1)
+            start_time, start_count = self._times[index], self._counts[index]
+        return (end_count - start_count) / (end_time - start_time) if end_time > start_time else None

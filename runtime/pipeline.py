@@ -3,12 +3,14 @@
 Threads and queues:
     capture   (Capture.run)   frames -> `frames` queue (bounded, `queue_size`)
     inference (this module)   frames -> backend -> verdict -> Ejector.resolve + results log
-    actuation (Ejector.run)   deadlines, reject pulses, heartbeat
+    actuation (Ejector.run)   deadlines, reject pulses, heartbeat, alarm; never writes a file
+    records   (this module)   the Ejector's events (timeouts, pulse outcomes) -> results log
 Drop policy: a paced source (camera, stream, or replay with --rate) never waits for inference; when
 the queue is full the OLDEST queued part is dropped and gets an ERROR verdict (so it is rejected,
 and logged), keeping the newest parts inside their deadlines. An unpaced replay (file or folder
 without --rate) waits instead, so a benchmark replay loses no frame. Every part gets exactly one
-decision record: the first of (its verdict, its deadline) wins, arbitrated by the Ejector.
+decision record: the first of (its verdict, its deadline) wins, arbitrated by the Ejector. A part
+that gets a reject pulse is logged when the pulse is over, with what the output really did (`eject`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -29,10 +31,12 @@ import numpy as np
 from lineside.preprocess import resize_for_model
 from lineside.runtime.actuators.base import Actuator
 from lineside.runtime.backends.base import BackendError, InferenceBackend
-from lineside.runtime.decision import Verdict, decide
-from lineside.runtime.ejector import Ejector, EjectorConfig
+from lineside.runtime.decision import Eject, Verdict, decide
+from lineside.runtime.ejector import EjectEvent, Ejector, EjectorConfig
 from lineside.runtime.encoder import EncoderTrack
 from lineside.runtime.frames import Frame, frame_problem
+from lineside.runtime.health import LineHealth, health_text
+from lineside.runtime.records import DecisionObserver, PartRecords
 from lineside.runtime.results import RejectStore, ResultsLog
 from lineside.runtime.sources.capture import Capture
 from lineside.runtime.stats import Rolling
@@ -78,13 +82,6 @@ class Counters:
         return sum(self.verdicts.values())
 
 
-class DecisionObserver(Protocol):
-    """Sees every logged decision (e.g. the dashboard). Called on the line's threads: it must only store references."""
-
-    def decided(self, record: dict[str, Any], image: np.ndarray | None, anomaly_map: np.ndarray | None) -> None:
-        """`record` is the results-log line; `image` (H, W, 3) BGR and `anomaly_map` (H, W) when there are any."""
-
-
 class Pipeline:
     """Wires a capture, a backend, an ejector and the logs; `run()` blocks until the line stops."""
 
@@ -103,6 +100,7 @@ class Pipeline:
         rejects: RejectStore | None = None,
         track: EncoderTrack | None = None,
         observer: DecisionObserver | None = None,
+        alarm: Actuator | None = None,
     ) -> None:
         self.capture = capture
         self.backend = backend
@@ -111,7 +109,11 @@ class Pipeline:
         self.paced = paced
         self.rejects = rejects
         self.observer = observer
-        self.ejector = Ejector(actuator, ejector, self._on_timeout, heartbeat, self.healthy, track)
+        self.health = LineHealth(ejector.hold_s)
+        self.health.add("source", lambda: None if capture.stats.source_up else "no frames from the source")
+        self.health.add("backend", self._backend_fault)
+        self.ejector = Ejector(actuator, ejector, heartbeat=heartbeat, alarm=alarm, track=track, health=self.health)
+        self.records = PartRecords(results, observer)
         self.counters = Counters()
         self.total_ms = Rolling()
         self.overhead_ms = Rolling()  # wall time of everything but inference and queue waiting
@@ -126,9 +128,12 @@ class Pipeline:
 
     # ---- health and status -------------------------------------------------------------------------------
     def healthy(self) -> bool:
-        """Source delivering, backend answering, encoder readable: the heartbeat toggles only then."""
-        encoder_ok = self.ejector.track is None or self.ejector.track.ok
-        return self.capture.stats.source_up and self._consecutive_errors < UNHEALTHY_AFTER_ERRORS and encoder_ok
+        """Source delivering, backend answering, encoder readable, every output written: the heartbeat toggles only then."""
+        return self.health.ok()
+
+    def _backend_fault(self) -> str | None:
+        errors = self._consecutive_errors
+        return f"{errors} inferences failed in a row" if errors >= UNHEALTHY_AFTER_ERRORS else None
 
     def status(self) -> str:
         """One status line: fps, latency percentiles, decisions, rejects, errors."""
@@ -138,7 +143,8 @@ class Pipeline:
             f"{self.total_ms.rate():5.1f} fps | latency p50 {p50:6.1f} ms p99 {p99:6.1f} ms | "
             f"parts {self.counters.decisions} | rejects {verdicts['REJECT']} | errors {verdicts['ERROR']} "
             f"(dropped {self.counters.dropped}, timeouts {self.counters.timeouts}, missed {self.capture.stats.missed})"
-            f" | {'OK' if self.healthy() else 'UNHEALTHY'}"
+            f" | eject failed {self.ejector.outcomes[Eject.FAILED.value]}"
+            f" | {health_text(self.health.faults())}"
         )
 
     # ---- capture side ------------------------------------------------------------------------------------
@@ -147,11 +153,9 @@ class Pipeline:
         cpu_start = time.thread_time()
         problem = frame.error or frame_problem(frame.image)
         if problem is not None:
-            in_time = self.ejector.register(frame.part_id, frame.capture_mono, Verdict.ERROR)
-            late = "" if in_time else "; it had passed the ejector, NOT rejected"
-            self._record(
-                frame, Verdict.ERROR, f"bad frame: {problem}{late}", None, {}, ejected=in_time, image=frame.image
-            )
+            eject = self.ejector.register(frame.part_id, frame.capture_mono, Verdict.ERROR)
+            late = "; it had passed the ejector, NOT rejected" if eject is Eject.FAILED else ""
+            self._record(frame, Verdict.ERROR, f"bad frame: {problem}{late}", None, {}, eject, image=frame.image)
             if self.rejects is not None and frame.image is not None:
                 self.rejects.submit(frame.part_id, frame.image, None, self.threshold)
             return
@@ -250,7 +254,8 @@ class Pipeline:
         anomaly_map: np.ndarray | None = None,
     ) -> None:
         """Hand the verdict to the ejector; log it if it was in time, else log a late-result event."""
-        if not self.ejector.resolve(frame.part_id, verdict):
+        eject = self.ejector.resolve(frame.part_id, verdict)
+        if eject is None:
             with self._lock:
                 self.counters.late += 1
             self.results.write(
@@ -264,21 +269,37 @@ class Pipeline:
                 }
             )
             return
-        self._record(frame, verdict, reason, score, latency or {}, image=image, anomaly_map=anomaly_map)
+        self._record(frame, verdict, reason, score, latency or {}, eject, image=image, anomaly_map=anomaly_map)
         if self.rejects is not None and verdict is not Verdict.PASS and image is not None:
             self.rejects.submit(frame.part_id, image, anomaly_map, self.threshold)
 
-    def _on_timeout(self, part_id: int) -> None:
-        """Called by the actuation thread for a part whose deadline passed without a verdict."""
-        with self._lock:
-            frame = self._captured.get(part_id)
-            if frame is None:
-                return
-            self.counters.timeouts += 1
-        deadline_ms = self.ejector.config.deadline_s * 1000
-        self._record(
-            frame, Verdict.ERROR, f"timeout: no verdict within {deadline_ms:.0f} ms", None, {}, image=frame.image
-        )
+    def _on_event(self, event: EjectEvent) -> None:
+        """The records thread: a part the Ejector decided by its deadline, or the outcome of a pulse."""
+        if event.expired:
+            with self._lock:
+                frame = self._captured.get(event.part_id)
+                if frame is None:
+                    return
+                self.counters.timeouts += 1
+            deadline_ms = self.ejector.config.deadline_s * 1000
+            why = event.detail.get("eject_error") or f"no verdict within {deadline_ms:.0f} ms"
+            self._record(frame, Verdict.ERROR, f"timeout: {why}", None, {}, event.eject, event.detail, frame.image)
+            return
+        self.records.outcome(event)
+
+    def _records_loop(self, done: threading.Event) -> None:
+        """Turn the Ejector's events into log records until `done` is set and none is left."""
+        while True:
+            try:
+                event = self.ejector.events.get(timeout=0.05)
+            except queue.Empty:
+                if done.is_set():
+                    return
+                continue
+            try:
+                self._on_event(event)
+            except Exception:  # one bad record must not stop the others from being written
+                log.exception("recording what happened to part %d failed", event.part_id)
 
     def _record(
         self,
@@ -287,10 +308,12 @@ class Pipeline:
         reason: str | None,
         score: float | None,
         latency: dict[str, float],
-        ejected: bool = True,
+        eject: Eject,
+        detail: dict[str, Any] | None = None,
         image: np.ndarray | None = None,
         anomaly_map: np.ndarray | None = None,
     ) -> None:
+        """Log a decision; one with a pulse pending is logged when the Ejector reports the pulse's outcome."""
         now = time.monotonic()
         with self._lock:
             self._captured.pop(frame.part_id, None)
@@ -299,8 +322,6 @@ class Pipeline:
         latency = {**latency, "total": total}
         if "infer" in latency:
             self.total_ms.add(total)
-        rejected = ejected and self.ejector.config.rejects(verdict)
-        eject = self.ejector.eject_target(frame.capture_mono, now) if rejected else {}
         record = {
             "type": "part",
             "part_id": frame.part_id,
@@ -311,12 +332,11 @@ class Pipeline:
             "threshold": self.threshold,
             "reason": reason,
             **{key: value for key, value in (("cause", frame.cause), ("counter", frame.counter)) if value is not None},
-            **eject,
+            "eject": eject.value,
+            **(detail or {}),
             "latency_ms": {key: round(value, 3) for key, value in latency.items()},
         }
-        self.results.write(record)
-        if self.observer is not None:
-            self.observer.decided(record, image, anomaly_map)
+        self.records.record(record, image, anomaly_map)
 
     # ---- run ---------------------------------------------------------------------------------------------
     def run(self) -> Counters:
@@ -332,11 +352,15 @@ class Pipeline:
             threading.Thread(target=self._capture_loop, name="lineside-capture", daemon=True),
             threading.Thread(target=self._inference_loop, name="lineside-inference", daemon=True),
         ]
-        ejector_stop = threading.Event()
+        ejector_stop, records_done = threading.Event(), threading.Event()
         actuation = threading.Thread(
             target=self.ejector.run, args=(ejector_stop, self.abort), name="lineside-actuation", daemon=True
         )
+        records = threading.Thread(
+            target=self._records_loop, args=(records_done,), name="lineside-records", daemon=True
+        )
         actuation.start()
+        records.start()
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -347,6 +371,9 @@ class Pipeline:
             actuation.join(0.1)
         self._decide_leftovers()
         self.ejector.close()
+        records_done.set()
+        records.join(5)
+        self.records.unreported()
         return self.counters
 
     def _decide_leftovers(self) -> None:

@@ -52,6 +52,7 @@ class RunOptions:
     capture: CaptureConfig = CaptureConfig()
     ejector: EjectorConfig = EjectorConfig()
     heartbeat: str | None = None
+    alarm: str | None = None  # output switched ON while the line is unhealthy
     encoder: str | None = None  # modbus+tcp://...?register=N: belt counter for --delay-counts
     queue_size: int = 4
     warmup: int = 3
@@ -82,6 +83,10 @@ def check_options(options: RunOptions) -> None:
         raise LinesideError("with --encoder the ejector distance is --delay-counts: drop --delay-ms / --timeout-ms")
     if eject.delay_counts is not None and eject.delay_counts <= 0:
         raise LinesideError("--delay-counts must be > 0")
+    if eject.encoder_timeout_s is not None and options.encoder is None:
+        raise LinesideError("--encoder-timeout-ms needs --encoder")
+    if not eject.fault_stops_heartbeat and options.alarm is None:
+        raise LinesideError("--on-fault alarm needs --alarm URL (else a fault would be signalled nowhere)")
     if options.queue_size < 1:
         raise LinesideError("--queue must be >= 1")
     if options.dashboard is not None:
@@ -129,6 +134,7 @@ def _start_event(
     return {
         "type": "event", "event": "start", "time": time.time(), "bundle": str(options.bundle), "model": model,
         "backend": backend, "source": redact(options.source), "actuator": redact(options.actuator),
+        "alarm": redact(options.alarm), "fault_stops_heartbeat": eject.fault_stops_heartbeat,
         "threshold": threshold,
         "delay_ms": eject.delay_s * 1000, "delay_counts": eject.delay_counts, "pulse_ms": eject.pulse_s * 1000,
         "deadline_ms": eject.deadline_s * 1000, "fail_open": eject.fail_open, "class": options.class_name,
@@ -157,7 +163,7 @@ def run_line(options: RunOptions) -> dict[str, Any]:
     capture.on_event = results.write  # an outage without --rate is an event in the log
     rejects = RejectStore(options.save_rejects, options.save_cap_bytes, run_id) if options.save_rejects else None
     providers = list(options.providers) if options.providers else None
-    outputs: list[Actuator] = []
+    outputs: dict[str, Actuator] = {}
     counter = ModbusCounter(options.encoder) if options.encoder else None
     dashboard: LiveDashboard | None = None
     try:
@@ -177,16 +183,17 @@ def run_line(options: RunOptions) -> dict[str, Any]:
             calibration = calibration_record(bundle, backend, options.class_name) if options.threshold is None else None
             if calibration and calibration["mismatch"]:
                 log.warning("THRESHOLD NOT CALIBRATED FOR THIS LINE: %s", calibration["mismatch"])
-            for url in (options.actuator, options.heartbeat):
+            for role, url in (("reject", options.actuator), ("heartbeat", options.heartbeat), ("alarm", options.alarm)):
                 output = _connect(url)
                 if output is not None:
-                    outputs.append(output)  # appended as soon as connected, so `finally` switches it off
+                    outputs[role] = output  # kept as soon as connected, so `finally` switches it off
             if counter is not None:
                 counter.connect()
             source = capture.open()
             pipeline = Pipeline(
-                capture, backend, results, threshold, options.ejector, outputs[0],
-                heartbeat=outputs[1] if options.heartbeat else None, paced=source.live or options.capture.rate is not None,
+                capture, backend, results, threshold, options.ejector, outputs["reject"],
+                heartbeat=outputs.get("heartbeat"), alarm=outputs.get("alarm"),
+                paced=source.live or options.capture.rate is not None,
                 queue_size=options.queue_size, rejects=rejects, track=EncoderTrack(counter) if counter else None,
                 observer=dashboard.feed if dashboard else None,
             )  # fmt: skip
@@ -212,7 +219,7 @@ def run_line(options: RunOptions) -> dict[str, Any]:
             dashboard.stop()
         if counter is not None:
             counter.close()
-        for output in outputs:
+        for output in outputs.values():
             output.close()
         if rejects is not None:
             rejects.close()
@@ -226,6 +233,7 @@ def _finite(value: float) -> float | None:
 def summarize(pipeline: Pipeline, warm_ms: float, counters: Counters) -> dict[str, Any]:
     """What the run did, for the console and for tests/benchmarks."""
     capture, ejector = pipeline.capture.stats, pipeline.ejector
+    outputs = [o.health() for o in (ejector.actuator, ejector.heartbeat, ejector.alarm) if o is not None]
     p50, p99 = (_finite(v) for v in pipeline.total_ms.percentiles(50, 99))
     o50, o99 = (_finite(v) for v in pipeline.overhead_ms.percentiles(50, 99))
     c50, c99 = (_finite(v) for v in pipeline.overhead_cpu_ms.percentiles(50, 99))
@@ -245,7 +253,13 @@ def summarize(pipeline: Pipeline, warm_ms: float, counters: Counters) -> dict[st
         "counter_restarts": capture.counter_restarts,
         "outages": capture.outages,
         "pulses": ejector.pulses,
+        "eject": dict(ejector.outcomes),
         "actuator_errors": ejector.actuator_errors,
+        "outputs": outputs,
+        "output_failed": any(output["errors"] or not output["ok"] for output in outputs),
+        "faults": dict(pipeline.health.seen),  # how often each link of the chain became unhealthy
+        "encoder_errors": ejector.track.errors if ejector.track is not None else 0,
+        "actuation_errors": ejector.loop_errors,
         "rejects_saved": pipeline.rejects.saved if pipeline.rejects else 0,
         "latency_ms": {"p50": p50, "p99": p99},
         "overhead_ms": {"p50": o50, "p99": o99},

@@ -60,7 +60,11 @@ def test_run_writes_summary_and_log(line: dict[str, Path], tmp_path: Path):
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [r["event"] for r in (lines[0], lines[-1])] == ["start", "stop"]  # a run is framed in the log
     assert lines[0]["threshold"] == 0.7 and lines[-1]["summary"]["decisions"] == 10
-    assert [r["part_id"] for r in lines[1:-1]] == list(range(10))
+    # a rejected part is logged once its pulse is over (with what the output did), so after later passes
+    assert sorted(r["part_id"] for r in lines[1:-1]) == list(range(10))
+    ejects = {r["part_id"]: r["eject"] for r in lines[1:-1]}
+    assert {ejects[r["part_id"]] for r in lines[1:-1] if r["verdict"] == "PASS"} == {"none"}
+    assert sum(e == "ejected" for e in ejects.values()) == lines[-1]["summary"]["eject"]["ejected"]
 
 
 @pytest.mark.slow

@@ -72,7 +72,7 @@ def test_corrupt_frames_and_backend_faults_are_rejected_not_fatal(tmp_path: Path
     log.close()
     parts = _parts(_records(tmp_path / "r.jsonl"))
     assert len(parts) == 16 and counters.decisions == 16
-    assert "cannot decode" in parts[6]["reason"] and "uniform" in parts[8]["reason"]
+    assert any(why in parts[6]["reason"] for why in ("cannot decode", "truncated")) and "uniform" in parts[8]["reason"]
     assert "illegal memory access" in parts[1]["reason"]  # backend raised on part 1
     hung = [p for p, r in parts.items() if r["reason"] and r["reason"].startswith("timeout")]
     assert hung, "the hung inference must be decided by its deadline"

@@ -7,7 +7,7 @@ import time
 import pytest
 from serial_faults import protocol_dead
 
-from lineside.runtime.actuators.base import ActuatorError, open_actuator, redact_url
+from lineside.runtime.actuators.base import ActuatorError, open_actuator
 
 
 @pytest.fixture
@@ -41,11 +41,3 @@ def test_failed_serial_writes_make_the_output_unhealthy_until_a_write_succeeds(d
     actuator.set(False)
     assert actuator.ok and actuator.state is False and actuator.errors == 1 and actuator.writes == 2
     actuator.close()
-
-
-def test_health_hides_url_passwords():
-    assert (
-        redact_url("opc.tcp://line:secret@10.0.0.5:4840/ns=2;s=Reject")
-        == "opc.tcp://line:***@10.0.0.5:4840/ns=2;s=Reject"
-    )
-    assert redact_url("serial://loop://?on=ON") == "serial://loop://?on=ON"

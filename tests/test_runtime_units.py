@@ -20,6 +20,7 @@ from lineside.runtime.actuators.serial import SerialActuator, lcus_command, seri
 from lineside.runtime.decision import Verdict, decide, resolve_threshold
 from lineside.runtime.ejector import Ejector, EjectorConfig
 from lineside.runtime.frames import frame_problem
+from lineside.runtime.health import LineHealth
 from lineside.runtime.results import RejectStore, ResultsLog
 from lineside.runtime.sources.capture import crop
 from lineside.runtime.sources.opencv import gstreamer_pipeline
@@ -137,9 +138,8 @@ def _run_ejector(ejector: Ejector, seconds: float) -> None:
 def test_ejector_is_fail_safe_and_times_pulses(fail_open: bool):
     actuator = LogActuator("log://")
     actuator.connect()
-    timeouts: list[int] = []
     config = EjectorConfig(delay_s=0.15, pulse_s=0.04, fail_open=fail_open)
-    ejector = Ejector(actuator, config, timeouts.append)
+    ejector = Ejector(actuator, config)
     t0 = time.monotonic()
     for part in range(4):
         ejector.register(part, t0 + 0.1 * part)
@@ -147,7 +147,13 @@ def test_ejector_is_fail_safe_and_times_pulses(fail_open: bool):
     assert ejector.resolve(1, Verdict.REJECT)
     assert ejector.resolve(2, Verdict.ERROR)
     _run_ejector(ejector, 0.8)  # part 3 gets no verdict: its deadline decides
-    assert timeouts == [3]
+    events = []
+    while not ejector.events.empty():
+        events.append(ejector.events.get())
+    assert [e.part_id for e in events if e.expired] == [3]
+    assert {e.part_id: e.eject.value for e in events if not e.expired} == (
+        {1: "ejected"} if fail_open else {1: "ejected", 2: "ejected", 3: "ejected"}
+    )
     assert not ejector.resolve(3, Verdict.PASS)  # too late: already decided
     ons = [t - t0 for t, on in list(actuator.transitions)[1:] if on]
     expected = [0.25] if fail_open else [0.25, 0.35, 0.45]
@@ -161,7 +167,7 @@ def test_ejector_wakes_its_thread_only_for_earlier_work():
     """Passed parts cost the line no thread switch; a reject arriving while the loop sleeps still fires on time."""
     actuator = LogActuator("log://")
     actuator.connect()
-    ejector = Ejector(actuator, EjectorConfig(delay_s=0.3, pulse_s=0.04), lambda part: None)
+    ejector = Ejector(actuator, EjectorConfig(delay_s=0.3, pulse_s=0.04))
     notified = []
 
     class CountingCondition(threading.Condition):
@@ -219,7 +225,9 @@ def test_heartbeat_toggles_only_while_healthy():
         output.connect()
     healthy = threading.Event()
     healthy.set()
-    ejector = Ejector(reject, EjectorConfig(heartbeat_s=0.05), lambda part: None, beat, healthy.is_set)
+    health = LineHealth(hold_s=0.0)
+    health.add("source", lambda: None if healthy.is_set() else "camera stalled")
+    ejector = Ejector(reject, EjectorConfig(heartbeat_s=0.05), heartbeat=beat, health=health)
     stop = threading.Event()
     thread = threading.Thread(target=ejector.run, args=(stop,))
     thread.start()

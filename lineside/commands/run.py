@@ -31,8 +31,12 @@ actuators: serial:///dev/ttyUSB0?baud=9600&on=ON&off=OFF | serial:///dev/ttyUSB0
            modbus+tcp://10.0.0.5:502?coil=0&unit=1 | modbus+rtu:///dev/ttyUSB0?baud=9600&coil=0
            gpio://gpiochip0/17 | gpio://jetson/33 | log://
 fail-safe: a part without a PASS verdict by its deadline (--timeout-ms, default --delay-ms) is rejected,
-           unless --fail-open. Every part gets exactly one line in --log.
+           unless --fail-open. Every part gets exactly one line in --log, with `eject` saying what the
+           output really did (ejected / eject_failed / not_ejected_fail_open / none).
+health:    a dead output, an unreadable encoder, a silent source or a failing backend stops the heartbeat
+           (and raises --alarm). Exit status 3: the run ended but an output failed (some pulses may be lost).
 """
+EXIT_OUTPUT_FAILED = 3  # the run finished, but at least one write to an output failed
 
 
 def _roi(text: str) -> tuple[int, int, int, int]:
@@ -54,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--actuator", default="log://", help="reject output URL (default log://)")
     parser.add_argument("--heartbeat", metavar="URL", help="second output that toggles while the line is healthy")
     parser.add_argument("--heartbeat-ms", type=PULSE_MS, default=500.0, help="heartbeat half-period (default 500)")
+    parser.add_argument("--alarm", metavar="URL", help="output switched ON while the line is unhealthy")
+    parser.add_argument(
+        "--on-fault",
+        choices=("stop", "alarm", "both"),
+        help="what a fault does: stop the heartbeat, raise --alarm, or both (default: both with --alarm, else stop)",
+    )
     parser.add_argument("--log", type=Path, help="append one JSON line per decision to this file")
     parser.add_argument("--log-max-mb", type=float, default=100.0, help="rotate --log at this size (default 100)")
     parser.add_argument("--log-keep", type=int, default=10, help="rotated logs kept: LOG.1 ... LOG.N (default 10)")
@@ -64,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delay-ms", type=DELAY_MS, default=0.0, help="capture -> ejector travel time (default 0)")
     parser.add_argument("--encoder", metavar="URL", help="belt counter: modbus+tcp://PLC:502?register=N[&bits=32]")
     parser.add_argument("--delay-counts", type=COUNTS, help="capture -> ejector distance in encoder counts")
+    parser.add_argument(
+        "--encoder-timeout-ms",
+        type=DUE_MS,
+        help="encoder outage: give up a pending part this long after capture (default: twice its travel time)",
+    )
     parser.add_argument("--pulse-ms", type=PULSE_MS, default=50.0, help="reject pulse width (default 50)")
     parser.add_argument("--timeout-ms", type=DUE_MS, help="verdict deadline after capture (default --delay-ms or 1000)")
     parser.add_argument("--fail-open", action="store_true", help="let parts without a verdict PASS (unsafe)")
@@ -116,9 +131,12 @@ def run(args: argparse.Namespace) -> int:
             fail_open=args.fail_open,
             heartbeat_s=args.heartbeat_ms / 1000,
             delay_counts=args.delay_counts,
+            encoder_timeout_s=args.encoder_timeout_ms / 1000 if args.encoder_timeout_ms is not None else None,
+            fault_stops_heartbeat=(args.on_fault or ("both" if args.alarm else "stop")) != "alarm",
         ),
         encoder=args.encoder,
         heartbeat=args.heartbeat,
+        alarm=args.alarm,
         queue_size=args.queue,
         save_rejects=args.save_rejects,
         save_cap_bytes=int(args.save_cap_mb * 1024 * 1024),
@@ -131,7 +149,15 @@ def run(args: argparse.Namespace) -> int:
     verdicts, latency, overhead = summary["verdicts"], summary["latency_ms"], summary["overhead_ms"]
     sys.stdout.write(
         f"{summary['decisions']} parts: {verdicts['PASS']} PASS, {verdicts['REJECT']} REJECT, {verdicts['ERROR']} ERROR"
-        f" | latency p50 {latency['p50']} ms p99 {latency['p99']} ms | overhead p99 {overhead['p99']} ms\n"
+        f" | latency p50 {latency['p50']} ms p99 {latency['p99']} ms | overhead p99 {overhead['p99']} ms"
+        f" | ejected {summary['eject']['ejected']}, eject failed {summary['eject']['eject_failed']}\n"
     )
     sys.stdout.write(json.dumps(summary) + "\n")
+    if summary["output_failed"]:
+        ejects = summary["eject"]
+        sys.stderr.write(
+            f"lineside run: an output failed ({summary['actuator_errors']} failed writes, "
+            f"{ejects['eject_failed']} parts eject_failed): exit {EXIT_OUTPUT_FAILED}\n"
+        )
+        return EXIT_OUTPUT_FAILED
     return 0

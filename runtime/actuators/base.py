@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from lineside.errors import LinesideError
+from lineside.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class Actuator(ABC):
     def health(self) -> dict[str, Any]:
         """`ok`, `errors`, `writes` and `last_error` of this output, keyed with its URL (credentials removed)."""
         return {
-            "url": redact_url(self.url), "ok": self.ok, "errors": self.errors, "writes": self.writes,
+            "url": redact(self.url), "ok": self.ok, "errors": self.errors, "writes": self.writes,
             "last_error": self.last_error,
         }  # fmt: skip
 
@@ -155,12 +156,8 @@ class Actuator(ABC):
 
 
 def redact_url(url: str) -> str:
-    """`url` without a password (`scheme://user:secret@host` -> `scheme://user:***@host`)."""
-    parts = urlsplit(url) if "://" in url else None
-    if parts is None or parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """`url` without credentials (lineside.redact), for messages and status pages."""
+    return redact(url) or url
 
 
 def open_actuator(url: str) -> Actuator:
