@@ -20,6 +20,8 @@ command -v arv-tool-0.8 >/dev/null || missing+=(aravis-tools-cli)
 command -v arv-fake-gv-camera-0.8 >/dev/null || missing+=(aravis-tools)
 { command -v pkg-config >/dev/null && pkg-config --exists gobject-introspection-1.0 cairo; } ||
     missing+=(pkg-config libgirepository1.0-dev libcairo2-dev)
+# the Jetson-install test: a --system-site-packages venv over the system's GStreamer OpenCV, as on JetPack
+/usr/bin/python3 -c "import cv2, ensurepip" 2>/dev/null || missing+=(python3-opencv python3-venv gstreamer1.0-plugins-base)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else sudo=(false); fi
     echo "installing Debian packages: ${missing[*]}"
