@@ -15,7 +15,7 @@ from runtime_support import make_bundle, render_part
 from lineside.errors import LinesideError
 from lineside.runtime.actuators.base import ActuatorError, open_actuator
 from lineside.runtime.actuators.log import LogActuator
-from lineside.runtime.actuators.modbus import ModbusActuator
+from lineside.runtime.actuators.modbus import ModbusActuator, RtuLink, TcpLink
 from lineside.runtime.actuators.serial import SerialActuator, lcus_command, serial_commands
 from lineside.runtime.decision import Verdict, decide, resolve_threshold
 from lineside.runtime.ejector import Ejector, EjectorConfig
@@ -57,9 +57,9 @@ def test_serial_loop_writes_commands_and_leaves_output_off():
 
 def test_modbus_and_unknown_urls():
     coil = ModbusActuator("modbus+tcp://127.0.0.1:1502?coil=3&unit=2")
-    assert (coil.host, coil.port, coil.address, coil.unit, coil.is_coil) == ("127.0.0.1", 1502, 3, 2, True)
+    assert (coil.link, coil.address, coil.unit, coil.is_coil) == (TcpLink("127.0.0.1", 1502), 3, 2, True)
     reg = ModbusActuator("modbus+rtu:///dev/ttyUSB1?baud=19200&register=40&on=255&off=0")
-    assert (reg.host, reg.port, reg.address, reg.on_value, reg.is_coil) == ("/dev/ttyUSB1", 19200, 40, 255, False)
+    assert (reg.link, reg.address, reg.on_value, reg.is_coil) == (RtuLink("/dev/ttyUSB1", 19200, "N"), 40, 255, False)
     for bad in ("modbus+tcp://127.0.0.1:502", "modbus+tcp://127.0.0.1?coil=1&register=2", "ftp://x", "gpio://chip/x"):
         with pytest.raises(LinesideError):
             open_actuator(bad)
