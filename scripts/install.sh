@@ -37,7 +37,7 @@ PYTHON=${PYTHON:-python3}
 python -m pip install -q --upgrade pip
 # torchvision (needed by timm) pairs with this torch build; it runs on the CPU.
 python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install -q -e ".[train,export,tensorrt-rtx,plc,deploy,report,dashboard,dev,pylon]"
+python -m pip install -q -e ".[train,export,tensorrt-rtx,plc,report,dashboard,dev,pylon]"
 # PyGObject builds from source against the Debian headers above; without them only genicam:// is lost.
 python -m pip install -q -e ".[genicam]" ||
     echo "warning: PyGObject did not build (libgirepository1.0-dev, libcairo2-dev?); genicam:// tests will be skipped" >&2
