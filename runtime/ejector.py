@@ -304,12 +304,14 @@ class Ejector:
         ok = self._drive(self.actuator, reject_on)
         if self.actuator.state is True and not was_on:
             self._on_since = issued  # the device switches when the command arrives, not when it is acknowledged
-        beat_on, alarm_on, beat_edge = self._signals(now)
-        ok = self._drive(self.heartbeat, beat_on) & self._drive(self.alarm, alarm_on) & ok
-        with self._wake:
-            events += self._settle(now, self.actuator.state is True)
-        for event in events:
-            self.events.put(event)
+        try:
+            beat_on, alarm_on, beat_edge = self._signals(now)
+            ok = self._drive(self.heartbeat, beat_on) & self._drive(self.alarm, alarm_on) & ok
+        finally:  # whatever the health outputs did, the pulses' outcomes are reported
+            with self._wake:
+                events += self._settle(now, self.actuator.state is True)
+            for event in events:
+                self.events.put(event)
         return min(wake, beat_edge), ok
 
     def _signals(self, now: float) -> tuple[bool, bool, float]:

@@ -1,13 +1,31 @@
-"""Output health: a reject relay whose serial writes fail is reported by the actuator itself (issue 16, finding 1)."""
+"""Outputs that fail on a running line (issue 16, findings 1 and 6): a reject relay whose serial writes fail,
+a socat serial link killed mid-run, a dashboard observer that is slow or raises, a heartbeat driver that
+raises. Every failed output makes the line unhealthy, every part's record says what the output really did,
+and the actuation thread neither waits for bookkeeping nor dies."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
+from runtime_support import SerialListener, SocatPair, make_bundle, write_folder
 from serial_faults import protocol_dead
 
 from lineside.runtime.actuators.base import ActuatorError, open_actuator
+from lineside.runtime.actuators.log import LogActuator
+from lineside.runtime.backends.onnxruntime import OrtBackend
+from lineside.runtime.dashboard.feed import line_stats
+from lineside.runtime.ejector import EjectorConfig
+from lineside.runtime.pipeline import Pipeline
+from lineside.runtime.results import ResultsLog
+from lineside.runtime.sources.base import source_factory
+from lineside.runtime.sources.capture import Capture, CaptureConfig
 
 
 @pytest.fixture
@@ -17,6 +35,21 @@ def dead_port():
     protocol_dead.WRITTEN.clear()
     yield protocol_dead
     protocol_dead.UNPLUGGED.clear()
+
+
+def _parts(path: Path) -> dict[int, dict]:
+    parts = [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == "part"]
+    by_id = {r["part_id"]: r for r in parts}
+    assert len(by_id) == len(parts) and sorted(by_id) == list(range(len(by_id))), "a part has not one decision"
+    return by_id
+
+
+def _line(tmp_path: Path, defects: list[bool], rate: float) -> tuple[OrtBackend, Capture, ResultsLog]:
+    folder = write_folder(tmp_path / "frames", defects)
+    backend = OrtBackend(make_bundle(tmp_path / "bundle"))
+    capture = Capture(source_factory(str(folder), rate=rate), CaptureConfig(rate=rate))
+    capture.open()
+    return backend, capture, ResultsLog(tmp_path / "r.jsonl")
 
 
 def test_failed_serial_writes_make_the_output_unhealthy_until_a_write_succeeds(dead_port):
@@ -41,3 +74,158 @@ def test_failed_serial_writes_make_the_output_unhealthy_until_a_write_succeeds(d
     actuator.set(False)
     assert actuator.ok and actuator.state is False and actuator.errors == 1 and actuator.writes == 2
     actuator.close()
+
+
+def test_dead_reject_relay_stops_the_heartbeat_raises_the_alarm_and_logs_eject_failed(tmp_path: Path, dead_port):
+    """Finding 1: the relay's USB adapter is pulled mid-run. Before: heartbeat kept toggling, eject_time logged."""
+    defects = [i % 3 == 0 for i in range(24)]
+    backend, capture, log = _line(tmp_path, defects, rate=10)
+    relay = open_actuator("serial://dead://?on=ON&off=OFF")
+    relay.connect()
+    beat, alarm = LogActuator("log://heartbeat"), LogActuator("log://alarm")
+    beat.connect(), alarm.connect()
+    config = EjectorConfig(delay_s=0.2, pulse_s=0.03, heartbeat_s=0.05)
+    pipeline = Pipeline(capture, backend, log, 0.7, config, relay, heartbeat=beat, alarm=alarm, paced=True)
+
+    def unplug_after_four_pulses() -> None:  # between the pulses of parts 9 and 12
+        while relay.writes < 8 and capture.stats.frames < 24:
+            time.sleep(0.005)
+        dead_port.UNPLUGGED.set()
+
+    threading.Thread(target=unplug_after_four_pulses, daemon=True).start()
+    wall_minus_mono = time.time() - time.monotonic()
+    pipeline.run()
+    log.close()
+    parts = _parts(tmp_path / "r.jsonl")
+    assert len(parts) == 24
+    assert {p for p, r in parts.items() if r["verdict"] == "REJECT"} == {i for i, d in enumerate(defects) if d}
+    assert all(r["eject"] == "none" for r in parts.values() if r["verdict"] == "PASS")
+    ejected = [p for p, r in parts.items() if r["eject"] == "ejected"]
+    failed = [p for p, r in parts.items() if r["eject"] == "eject_failed"]
+    assert ejected == [0, 3, 6, 9] and failed == [12, 15, 18, 21]  # the relay never comes back
+    assert all("eject_time" in parts[p] for p in ejected) and protocol_dead.WRITTEN.count(b"ON\n") == 4
+    assert all("eject_time" not in parts[p] and "Input/output error" in parts[p]["eject_error"] for p in failed[:1])
+    assert all("eject_time" not in parts[p] and parts[p]["eject_error"] for p in failed)
+    first_failure = parts[12]["capture_time"] - wall_minus_mono + 0.2  # monotonic: the first write that failed
+    assert not any(on for t, on in beat.transitions if t > first_failure + 0.02)  # the heartbeat stopped
+    assert sum(on for t, on in beat.transitions if t < first_failure) >= 10  # it toggled while healthy
+    assert [on for t, on in alarm.transitions if t > first_failure][:1] == [True]  # the alarm went ON
+    assert not pipeline.healthy() and pipeline.health.seen["reject output"] == 1
+    stats = line_stats(pipeline)()  # the dashboard's counters
+    assert not stats["healthy"] and "reject output" in stats["faults"]
+    assert stats["eject"] == {"ejected": 4, "eject_failed": 4, "not_ejected_fail_open": 0}
+    assert stats["outputs"][0]["ok"] is False and stats["outputs"][0]["errors"] >= 1
+
+
+def test_socat_link_killed_mid_run_exits_3_with_eject_failed_parts(tmp_path: Path):
+    """Finding 1 end to end: `lineside run` into a socat PTY pair whose socat dies (EIO on every write)."""
+    folder = write_folder(tmp_path / "frames", [i % 2 == 0 for i in range(30)])
+    bundle = make_bundle(tmp_path / "bundle")
+    pair = SocatPair(tmp_path).start()
+    listener = SerialListener(pair.b)
+    log, summary = tmp_path / "r.jsonl", tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lineside", "run", str(bundle.path), "--source", str(folder), "--rate", "10",
+         "--actuator", f"serial://{pair.a}?on=ON&off=OFF", "--delay-ms", "200", "--pulse-ms", "30",
+         "--log", str(log), "--summary", str(summary), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while (not log.exists() or len(log.read_text().splitlines()) < 8) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pair.stop()  # the serial link dies
+        _, err = proc.communicate(timeout=60)  # before: shutdown retried the dead output forever
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        listener.close()
+        pair.stop()
+    assert proc.returncode == 3, err
+    assert "an output failed" in err
+    parts = _parts(log)
+    result = json.loads(summary.read_text())
+    outcomes = [parts[p]["eject"] for p in sorted(parts) if p % 2 == 0]
+    first_failed = outcomes.index("eject_failed")
+    assert set(outcomes[:first_failed]) == {"ejected"} and set(outcomes[first_failed:]) == {"eject_failed"}
+    assert listener.events and [cmd for _, cmd in listener.events].count(b"ON") == first_failed
+    assert result["output_failed"] and result["eject"]["eject_failed"] == len(outcomes) - first_failed
+    relay = result["outputs"][0]
+    assert relay["ok"] is False and relay["errors"] >= 1 and "ttyRuntime" in relay["last_error"]  # link gone
+    assert result["faults"]["reject output"] >= 1
+
+
+class SlowFailingObserver:
+    """A dashboard observer on a slow SD card: every call takes 150 ms, and the third raises."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def decided(self, record: dict, image: np.ndarray | None, anomaly_map: np.ndarray | None) -> None:
+        self.calls += 1
+        time.sleep(0.15)
+        if self.calls == 3:
+            raise KeyError("latency_ms")
+
+
+class HangingBackend(OrtBackend):
+    """The real ORT backend, each inference 0.3 s late (past the 0.2 s deadline): every part times out."""
+
+    def _run(self, images: np.ndarray):  # noqa: ANN202 - InferenceResult
+        time.sleep(0.3)
+        return super()._run(images)
+
+
+def test_actuation_never_waits_for_records_or_observers(tmp_path: Path):
+    """Finding 6: timeout bookkeeping (JSON, log write, observer) ran before the due pulse, and an observer
+    exception killed the actuation thread. Every timed-out part's pulse must fire at capture + delay."""
+    folder = write_folder(tmp_path / "frames", [False] * 8)
+    backend = HangingBackend(make_bundle(tmp_path / "bundle"))
+    capture = Capture(source_factory(str(folder), rate=10), CaptureConfig(rate=10))
+    capture.open()
+    log = ResultsLog(tmp_path / "r.jsonl")
+    relay = LogActuator("log://")
+    relay.connect()
+    observer = SlowFailingObserver()
+    config = EjectorConfig(delay_s=0.2, pulse_s=0.02)
+    pipeline = Pipeline(capture, backend, log, 0.7, config, relay, paced=False, observer=observer)
+    wall_minus_mono = time.time() - time.monotonic()
+    pipeline.run()
+    log.close()
+    parts = _parts(tmp_path / "r.jsonl")
+    assert len(parts) == 8 and all(r["reason"].startswith("timeout") for r in parts.values())
+    assert observer.calls == 8  # the observer's exception cost neither a record nor the calls after it
+    ons = [t for t, on in list(relay.transitions)[1:] if on]
+    due = [r["capture_time"] - wall_minus_mono + 0.2 for r in parts.values()]
+    assert len(ons) == 8
+    lateness = [on - at for on, at in zip(ons, due, strict=True)]
+    assert all(-0.002 <= late <= 0.06 for late in lateness), lateness  # the observer sleeps 150 ms per call
+    assert all(r["eject"] == "ejected" for r in parts.values())
+
+
+class BuggyHeartbeat(LogActuator):
+    """A third-party output driver with a bug: its `set` raises TypeError instead of ActuatorError."""
+
+    def set(self, on: bool) -> None:
+        if self.writes >= 4:
+            raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")
+        super().set(on)
+
+
+def test_an_exception_in_the_actuation_loop_makes_the_line_unhealthy_not_unactuated(tmp_path: Path):
+    """Finding 6: any exception but ActuatorError killed the actuation thread while inference went on."""
+    defects = [i % 4 == 1 for i in range(16)]
+    backend, capture, log = _line(tmp_path, defects, rate=10)
+    relay, beat = LogActuator("log://"), BuggyHeartbeat("log://heartbeat")
+    relay.connect(), beat.connect()
+    config = EjectorConfig(delay_s=0.2, pulse_s=0.02, heartbeat_s=0.05)
+    pipeline = Pipeline(capture, backend, log, 0.7, config, relay, heartbeat=beat, paced=True)
+    pipeline.run()
+    log.close()
+    parts = _parts(tmp_path / "r.jsonl")
+    rejected = [p for p, r in parts.items() if r["verdict"] == "REJECT"]
+    assert rejected == [i for i, d in enumerate(defects) if d]
+    assert all(parts[p]["eject"] == "ejected" for p in rejected)  # the pulses went on after the bug
+    assert sum(on for _, on in relay.transitions) == len(rejected)
+    assert pipeline.ejector.loop_errors > 0 and pipeline.health.seen["actuation"] >= 1  # held as a fault

@@ -140,7 +140,8 @@ def line_stats(pipeline: Pipeline) -> Callable[[], dict[str, Any]]:
     """A function returning the line's counters, latency percentiles and health, read without waiting on the line."""
 
     def stats() -> dict[str, Any]:
-        counters, capture = pipeline.counters, pipeline.capture.stats
+        counters, capture, ejector = pipeline.counters, pipeline.capture.stats, pipeline.ejector
+        faults = pipeline.health.faults()
         p50, p99 = pipeline.total_ms.percentiles(50, 99)
         return {
             "parts": counters.decisions,
@@ -152,7 +153,10 @@ def line_stats(pipeline: Pipeline) -> Callable[[], dict[str, Any]]:
             "p50_ms": round(p50, 2) if np.isfinite(p50) else None,
             "p99_ms": round(p99, 2) if np.isfinite(p99) else None,
             "source_up": capture.source_up,
-            "healthy": pipeline.healthy(),
+            "healthy": not faults,
+            "faults": faults,  # what makes the line unhealthy now: name -> why
+            "eject": dict(ejector.outcomes),  # ejected / eject_failed / not_ejected_fail_open so far
+            "outputs": [o.health() for o in (ejector.actuator, ejector.heartbeat, ejector.alarm) if o is not None],
         }
 
     return stats

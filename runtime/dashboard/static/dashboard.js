@@ -120,10 +120,11 @@ function live(info) {
     stopped = !s.running;
     setCounters(s);
     $("details").textContent = `errors: dropped ${s.dropped}, timeouts ${s.timeouts}, missed ${s.missed}` +
-      ` | source outages ${s.outages}`;
+      ` | source outages ${s.outages}` + (s.eject ? ` | eject failed ${s.eject.eject_failed}` : "") +
+      (s.outputs || []).filter((o) => !o.ok).map((o) => ` | output ${o.url} FAILED: ${o.last_error}`).join("");
     if (!s.running) setState("line stopped", "stopped");
     else if (!s.source_up) setState(`source down (outages ${s.outages}, missed ${s.missed})`, "down");
-    else if (!s.healthy) setState("unhealthy", "down");
+    else if (!s.healthy) setState(`unhealthy: ${Object.keys(s.faults || {}).join(", ")}`, "down");
     else setState("running", "ok");
     if (s.latest && s.latest.seq !== shownSeq) {
       shownSeq = s.latest.seq;
@@ -156,6 +157,10 @@ async function query() {
   const params = new URLSearchParams(new FormData($("filters")));
   const response = await fetch("/api/decisions?" + params.toString());
   const result = await response.json();
+  if (!response.ok) {  // 400: a filter the server cannot use
+    $("matches").textContent = result.error;
+    return;
+  }
   setCounters(result);
   $("matches").textContent = `${result.total} decisions` + (result.items.length < result.total ? `, newest ${result.items.length} listed` : "");
   drawChart(result.series);
