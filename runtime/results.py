@@ -164,6 +164,11 @@ class ResultsLog:
                 os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         self._open()
+        folder = os.open(self.path.parent, os.O_RDONLY)  # the renames and the new file survive a power cut
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
         self.rotations += 1
         self._pending = 0
 

@@ -112,6 +112,17 @@ def complete_lines(folder: Path) -> list[dict]:
     return records
 
 
+def lines_so_far(folder: Path) -> int:
+    """Newlines in the results files of a running line (a file may be renamed by rotation while we look)."""
+    total = 0
+    for path in folder.glob("r.jsonl*"):
+        try:
+            total += path.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            continue
+    return total
+
+
 def test_sigkill_mid_run_leaves_only_whole_lines_and_a_restart_keeps_the_evidence(tmp_path: Path):
     bundle = make_bundle(tmp_path / "bundle").path
     frames = write_folder(tmp_path / "frames", [i % 3 == 0 for i in range(300)])
@@ -121,13 +132,10 @@ def test_sigkill_mid_run_leaves_only_whole_lines_and_a_restart_keeps_the_evidenc
                "--save-rejects", str(rejects)]  # fmt: skip
     killed_at, saved = [], {}
     for _ in range(2):  # two runs killed mid-replay (no --rate: records are written as fast as they come)
+        before = lines_so_far(logs)
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        before = len(complete_lines(logs)) if logs.exists() else 0
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            current = sum(p.read_bytes().count(b"\n") for p in logs.glob("r.jsonl*")) if logs.exists() else 0
-            if current >= before + 60:
-                break
+        while time.monotonic() < deadline and proc.poll() is None and lines_so_far(logs) < before + 60:
             time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
