@@ -176,7 +176,9 @@ class _Users:
     def __init__(self, users: dict[str, str] | None) -> None:
         self.users = users or {}
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None) -> Any:
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> Any:
         from asyncua.crypto.permission_rules import User, UserRole
 
         if username is None:

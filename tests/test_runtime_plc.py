@@ -71,7 +71,9 @@ def opcua_server():
 
 
 @pytest.mark.network
-@pytest.mark.parametrize(("area", "memory", "query"), [("DB", "db", f"area=DB&db={S7_DB}"), ("PA", "q", "area=Q"), ("MK", "m", "area=M")])
+@pytest.mark.parametrize(
+    ("area", "memory", "query"), [("DB", "db", f"area=DB&db={S7_DB}"), ("PA", "q", "area=Q"), ("MK", "m", "area=M")]
+)
 def test_s7_output_switches_exactly_its_bit(s7_server: S7Server, area: str, memory: str, query: str) -> None:
     getattr(s7_server, memory)[3] = 0b1010_0001  # other bits of the byte belong to the PLC program
     actuator = open_actuator(f"s7://127.0.0.1:{s7_server.port}?rack=0&slot=1&{query}&byte=3&bit=2")
@@ -222,4 +224,3 @@ def test_dead_port_is_refused_quickly() -> None:
     with pytest.raises(LinesideError, match="does not respond"):
         actuator.connect()
     actuator.close()
-
