@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from lineside.errors import LinesideError, missing_extra
-from lineside.runtime.actuators.base import Actuator, query_params
+from lineside.runtime.actuators.base import Actuator, query_params, redact_url
 from lineside.runtime.actuators.bounded import LoopThread
 
 log = logging.getLogger(__name__)
@@ -81,35 +81,35 @@ def _password(params: dict[str, str], parts: Any, url: str) -> str | None:
 
 def parse_opcua_url(url: str) -> OpcUaTarget:
     """The OpcUaTarget of an opcua:// URL; LinesideError naming what is wrong."""
-    parts = urlsplit(url)
+    parts, shown = urlsplit(url), redact_url(url)
     node_id = unquote(parts.path.lstrip("/"))
     if not parts.hostname or not node_id:
-        raise LinesideError(f"actuator {url}: give host and node, e.g. opcua://10.0.0.5:4840/ns=2;s=Line1.Reject")
+        raise LinesideError(f"actuator {shown}: give host and node, e.g. opcua://10.0.0.5:4840/ns=2;s=Line1.Reject")
     try:
         endpoint = f"opc.tcp://{parts.hostname}:{parts.port or 4840}"
     except ValueError as exc:
-        raise LinesideError(f"actuator {url}: bad port") from exc
+        raise LinesideError(f"actuator {shown}: bad port") from exc
     params = query_params(url)
     try:
         timeout = float(params.get("timeout", "1"))
     except ValueError as exc:
-        raise LinesideError(f"actuator {url}: timeout must be seconds, e.g. timeout=1") from exc
+        raise LinesideError(f"actuator {shown}: timeout must be seconds, e.g. timeout=1") from exc
     if not 0 < timeout <= 30:
-        raise LinesideError(f"actuator {url}: timeout must be in (0, 30] seconds")
-    security = _choice(params, "security", SECURITY_MODES, url)
-    cert, key = _file(params, "cert", url), _file(params, "key", url)
+        raise LinesideError(f"actuator {shown}: timeout must be in (0, 30] seconds")
+    security = _choice(params, "security", SECURITY_MODES, shown)
+    cert, key = _file(params, "cert", shown), _file(params, "key", shown)
     if security != "None" and (cert is None or key is None):
-        raise LinesideError(f"actuator {url}: security={security} needs cert=CLIENT_CERT and key=CLIENT_KEY")
+        raise LinesideError(f"actuator {shown}: security={security} needs cert=CLIENT_CERT and key=CLIENT_KEY")
     if security == "None" and (cert or key or "policy" in params):
-        raise LinesideError(f"actuator {url}: cert/key/policy need security=Sign or security=SignAndEncrypt")
+        raise LinesideError(f"actuator {shown}: cert/key/policy need security=Sign or security=SignAndEncrypt")
     user = unquote(parts.username) if parts.username else params.get("user")
-    password = _password(params, parts, url)
+    password = _password(params, parts, shown)
     if password is not None and not user:
-        raise LinesideError(f"actuator {url}: a password needs a user (opcua://USER@HOST/... or user=NAME)")
+        raise LinesideError(f"actuator {shown}: a password needs a user (opcua://USER@HOST/... or user=NAME)")
     return OpcUaTarget(
         endpoint=endpoint, node_id=node_id, timeout=timeout, security=security,
-        policy=_choice(params, "policy", POLICIES, url), cert=cert, key=key,
-        server_cert=_file(params, "server_cert", url), user=user, password=password,
+        policy=_choice(params, "policy", POLICIES, shown), cert=cert, key=key,
+        server_cert=_file(params, "server_cert", shown), user=user, password=password,
     )  # fmt: skip
 
 
@@ -138,7 +138,7 @@ class OpcUaActuator(Actuator):
     """One Boolean node, written through an asyncua client running on its own event-loop thread."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(url)
+        super().__init__(redact_url(url))  # the URL shows up in logs and errors: never with its password
         self.target = parse_opcua_url(url)
         self._loop = LoopThread("lineside-opcua")
         self._client: Any = None
