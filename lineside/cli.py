@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from lineside import __version__
 from lineside.errors import LinesideError
+from lineside.redact import redact
 
 COMMANDS: tuple[str, ...] = (
     "synth", "train", "eval", "export", "build", "calibrate", "run", "review", "bench", "deploy", "cameras",
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or EXIT_OK)
     except LinesideError as exc:
-        sys.stderr.write(f"lineside {args.command}: error: {_one_line(exc)}\n")
+        sys.stderr.write(f"lineside {args.command}: error: {redact(_one_line(exc))}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write(f"lineside {args.command}: interrupted\n")
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("LINESIDE_DEBUG"):
             raise
         sys.stderr.write(
-            f"lineside {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            f"lineside {args.command}: internal error: {type(exc).__name__}: {redact(_one_line(exc))} "
             "(set LINESIDE_DEBUG=1 for the traceback)\n"
         )
         return EXIT_INTERNAL

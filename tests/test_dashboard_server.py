@@ -3,6 +3,8 @@ review server over its log, and the CLI's one-line errors."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import threading
 import time
@@ -18,6 +20,7 @@ from runtime_support import free_port, make_bundle, write_video
 from lineside.cli import main
 from lineside.runtime.dashboard.review import ReviewLog
 from lineside.runtime.dashboard.server import DashboardServer, listen, review_app
+from lineside.runtime.results import reject_image_name
 from lineside.runtime.runner import RunOptions, run_line
 from lineside.runtime.sources.capture import CaptureConfig
 
@@ -115,9 +118,9 @@ def test_review_serves_filtered_decisions_and_saved_images(replay, tmp_path: Pat
         item = found["items"][0]
         assert item["image"] and item["heatmap"]
         status, kind, image = get(f"{server.url}review/{item['index']}/heatmap.jpg")
-        assert (status, kind) == (200, "image/jpeg") and image == (
-            tmp_path / "rejects" / "part000000021_heatmap.jpg"
-        ).read_bytes()
+        run_id = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0])["run_id"]
+        saved = tmp_path / "rejects" / reject_image_name(run_id, 21, heatmap=True)
+        assert (status, kind) == (200, "image/jpeg") and image == saved.read_bytes()
         passed = json.loads(get(server.url + "api/decisions?verdict=PASS")[2])["items"][0]
         assert get(f"{server.url}review/{passed['index']}/image.jpg")[0] == 404  # PASS parts are not saved
     finally:
@@ -148,3 +151,87 @@ def test_bad_dashboard_address_is_one_line_exit_2(address: str, tmp_path: Path, 
     assert capsys.readouterr().err.splitlines() == [
         f"lineside review: error: dashboard address '{address}' must be HOST:PORT with an IP host, e.g. 127.0.0.1:8080"
     ]
+
+
+@pytest.fixture
+def served_review(tmp_path: Path):
+    """The review server over a log with one good decision and well-formed records of the wrong types."""
+    good = {"type": "part", "part_id": 3, "verdict": "REJECT", "score": 0.9, "latency_ms": {"infer": 1.0, "total": 2.0}}
+    bad = [
+        {"type": "part", "part_id": 1, "verdict": "PASS", "score": "abc"},
+        {"type": "part", "part_id": None, "verdict": "PASS", "score": 0.1},
+        {"type": "part", "part_id": 2, "verdict": "PASS", "score": 0.1, "latency_ms": {"infer": 1.0}},
+        {"type": "event", "event": "start", "time": "noon", "class": "washer"},
+    ]
+    log = tmp_path / "results.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in [good, *bad]) + '{"type":"part","part_id":4,"score":NaN}\n')
+    server = DashboardServer(review_app(ReviewLog(log)), listen("127.0.0.1:0"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+def test_review_skips_and_counts_records_of_the_wrong_types(served_review: str):
+    status, kind, body = get(served_review + "api/decisions?min_score=0.5")
+    assert (status, kind) == (200, "application/json")
+    found = json.loads(body)
+    assert found["total"] == 1 and found["items"][0]["part_id"] == 3 and found["bad_records"] == 5
+    assert get(served_review + "api/info")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["offset=inf", "offset=nan", "offset=-1", "offset=1e3", "offset=abc", "offset=99999999999999999999", "limit=0",
+     "limit=501", "limit=2.5", "min_score=inf", "min_score=nan", "max_score=abc", "verdict=MAYBE"],
+)  # fmt: skip
+def test_review_answers_bad_query_parameters_with_400(served_review: str, query: str):
+    status, kind, body = get(served_review + "api/decisions?" + query)
+    assert (status, kind) == (400, "application/json")
+    assert query.split("=")[0] in json.loads(body)["error"]
+
+
+def test_review_takes_good_query_parameters(served_review: str):
+    query = "verdict=REJECT&class=&min_score=0.5&max_score=1&offset=0&limit=500"
+    assert json.loads(get(served_review + "api/decisions?" + query)[2])["total"] == 1
+    assert get(served_review + "review/0/other.jpg")[0] == 404
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the test reads the line's console, not this server's
+        pass
+
+
+@pytest.fixture
+def credential_stream(tmp_path: Path):
+    """parts.avi served over HTTP on 127.0.0.1; the source URL carries a user and password (the server ignores them)."""
+    write_video(tmp_path / "parts.avi", DEFECTS[:8], fps=8)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://line:s3cr3t-pw@127.0.0.1:{server.server_address[1]}/parts.avi?token=t0k3n"
+    server.shutdown()
+    server.server_close()
+
+
+def test_source_credentials_are_never_shown(credential_stream: str, tmp_path: Path, caplog, capsys):
+    bundle = make_bundle(tmp_path / "bundle")
+    port = free_port()
+    argv = ["run", str(bundle.path), "--source", credential_stream, "--log", str(tmp_path / "results.jsonl"),
+            "--max-parts", "6", "--dashboard", f"127.0.0.1:{port}", "--quiet"]  # fmt: skip
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(code=main(argv)), daemon=True)
+    thread.start()
+    info = None
+    deadline = time.monotonic() + 30
+    while info is None and thread.is_alive() and time.monotonic() < deadline:
+        try:
+            info = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=5).read())
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.05)
+    thread.join(60)
+    shown = credential_stream.replace("s3cr3t-pw", "***").replace("t0k3n", "***")
+    assert result["code"] == 0 and info is not None and info["source"] == shown
+    start = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["source"] == shown
+    console = caplog.text + "".join(capsys.readouterr())
+    assert "127.0.0.1" in console and "s3cr3t" not in console and "t0k3n" not in console

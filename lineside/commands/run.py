@@ -105,12 +105,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of `lineside run`."""
     from lineside.atomic import atomic_write_json
+    from lineside.redact import redact_logs
     from lineside.runtime.ejector import EjectorConfig
     from lineside.runtime.results import LogPolicy
     from lineside.runtime.runner import RunOptions, run_line
     from lineside.runtime.sources.capture import CaptureConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logs()  # no credentials of --source / --actuator URLs on the console
     options = RunOptions(
         bundle=args.bundle,
         source=args.source,

@@ -10,9 +10,10 @@ import asyncio
 import ipaddress
 import json
 import logging
+import math
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -134,12 +135,48 @@ def live_app(view: LiveView, info: dict[str, Any], closing: threading.Event) -> 
     return Starlette(routes=routes)
 
 
-def _number(request: Request, name: str) -> float | None:
-    text = request.query_params.get(name, "").strip()
+MAX_LIMIT = 500  # decisions per page
+MAX_OFFSET = 10**12
+
+
+class BadQuery(ValueError):
+    """A query parameter the review API cannot use; answered with 400 and this message."""
+
+
+def _number(params: Mapping[str, str], name: str) -> float | None:
+    """A finite number, or None when the parameter is absent or empty."""
+    text = params.get(name, "").strip()
     try:
-        return float(text) if text else None
+        value = float(text) if text else None
     except ValueError:
-        return None
+        value = math.nan
+    if value is not None and not math.isfinite(value):
+        raise BadQuery(f"{name} must be a finite number, got {text!r}")
+    return value
+
+
+def _integer(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A decimal integer in [low, high], or `default` when the parameter is absent or empty."""
+    text = params.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+        raise BadQuery(f"{name} must be an integer from {low} to {high}, got {text!r}")
+    return int(text)
+
+
+def parse_query(params: Mapping[str, str]) -> tuple[Filter, int, int]:
+    """(filter, offset, limit) of `/api/decisions`; BadQuery for a malformed or out-of-range parameter."""
+    verdict = params.get("verdict", "").strip() or None
+    if verdict is not None and verdict not in VERDICTS:
+        raise BadQuery(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
+    where = Filter(
+        verdict=verdict,
+        class_name=params.get("class") or None,
+        min_score=_number(params, "min_score"),
+        max_score=_number(params, "max_score"),
+    )
+    return where, _integer(params, "offset", 0, 0, MAX_OFFSET), _integer(params, "limit", 100, 1, MAX_LIMIT)
 
 
 def review_app(review: ReviewLog) -> Starlette:
@@ -153,19 +190,15 @@ def review_app(review: ReviewLog) -> Starlette:
         return JSONResponse({"mode": "review", "log": str(review.path), "classes": review.classes()})
 
     async def decisions(request: Request) -> Response:
-        query = request.query_params
-        verdict, class_name = query.get("verdict") or None, query.get("class") or None
-        where = Filter(
-            verdict=verdict if verdict in VERDICTS else None,
-            class_name=class_name,
-            min_score=_number(request, "min_score"),
-            max_score=_number(request, "max_score"),
-        )
-        offset, limit = int(_number(request, "offset") or 0), int(_number(request, "limit") or 100)
-        return JSONResponse(review.query(where, max(0, offset), min(max(1, limit), 500)))
+        try:
+            where, offset, limit = parse_query(request.query_params)
+        except BadQuery as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(review.query(where, offset, limit))
 
     async def image(request: Request) -> Response:
-        path = review.image_path(request.path_params["index"], request.path_params["kind"])
+        kind = request.path_params["kind"]
+        path = review.image_path(request.path_params["index"], kind) if kind in KINDS else None
         if path is None:
             return Response("no such image", status_code=404)
         return FileResponse(path, media_type="image/jpeg")
