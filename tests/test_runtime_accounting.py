@@ -18,6 +18,7 @@ from lineside.runtime.backends.onnxruntime import OrtBackend
 from lineside.runtime.ejector import EjectorConfig
 from lineside.runtime.pipeline import Pipeline
 from lineside.runtime.results import ResultsLog
+from lineside.runtime.runner import RunOptions, run_line
 from lineside.runtime.sources.accounting import CounterTrack
 from lineside.runtime.sources.base import EndOfSource, FrameSource
 from lineside.runtime.sources.capture import Capture, CaptureConfig
@@ -72,7 +73,7 @@ def cameras(*sources: FrameSource) -> Callable[[], FrameSource]:
     return open_next
 
 
-def run_line(tmp_path: Path, factory: Callable[[], FrameSource], parts: int, rate: float | None = None) -> list[dict]:
+def run_pipeline(tmp_path: Path, factory: Callable[[], FrameSource], parts: int) -> list[dict]:
     """Run the full pipeline (real ORT backend, log actuator) for `parts` parts; the results log's records."""
     bundle = make_bundle(tmp_path / "bundle")
     backend = OrtBackend(bundle)
@@ -80,7 +81,7 @@ def run_line(tmp_path: Path, factory: Callable[[], FrameSource], parts: int, rat
     actuator = LogActuator("log://")
     actuator.connect()
     log = ResultsLog(tmp_path / "r.jsonl")
-    config = CaptureConfig(rate=rate, stall_s=0.5, backoff_s=0.05, max_parts=parts)
+    config = CaptureConfig(stall_s=0.5, backoff_s=0.05, max_parts=parts)
     capture = Capture(factory, config, on_event=log.write)
     capture.open()
     pipeline = Pipeline(capture, backend, log, 0.7, EjectorConfig(delay_s=0.3, pulse_s=0.01), actuator, paced=True)
@@ -99,7 +100,7 @@ def part_records(records: list[dict]) -> dict[int, dict]:
 
 def test_every_dropped_frame_gets_its_own_rejected_decision(tmp_path: Path):
     delivered = [10, 11, 12, 15, 16, 19, 20]  # the driver dropped 13, 14, 17, 18
-    records = run_line(tmp_path, cameras(CountingCamera(delivered)), parts=11)
+    records = run_pipeline(tmp_path, cameras(CountingCamera(delivered)), parts=11)
     parts = part_records(records)
     assert len(parts) == 11
     assert [r["counter"] for r in parts.values()] == list(range(10, 21))
@@ -115,7 +116,7 @@ def test_counter_wrap_and_reopen_create_no_bogus_drops(tmp_path: Path):
     before = [65533, 65534, 65535, 1, 2, 4]  # 16-bit GigE Vision BlockID: 65535 -> 1 (0 is never sent); 3 dropped
     after = [1, 2, 3]  # the reopened camera restarts its count
     factory = cameras(CountingCamera(before, low=1, high=65535), CountingCamera(after, low=1, high=65535))
-    parts = part_records(run_line(tmp_path, factory, parts=10))
+    parts = part_records(run_pipeline(tmp_path, factory, parts=10))
     assert [r["counter"] for r in parts.values()] == [65533, 65534, 65535, 1, 2, 3, 4, 1, 2, 3]
     assert [r["counter"] for r in parts.values() if r.get("cause") == "frame_dropped"] == [3]
 
@@ -136,7 +137,7 @@ def test_counter_restart_is_not_thousands_of_drops():
 def test_source_without_counter_says_so_and_an_outage_without_rate_is_logged(tmp_path: Path, caplog):
     caplog.set_level(logging.INFO, logger="lineside.runtime.sources.capture")
     factory = cameras(PlainCamera(list(range(5))), PlainCamera(list(range(5))))
-    records = run_line(tmp_path, factory, parts=10)
+    records = run_pipeline(tmp_path, factory, parts=10)
     assert len(part_records(records)) == 10
     assert sum("has no frame counter" in m for m in caplog.messages) == 1
     outages = [r for r in records if r.get("event") == "outage"]
@@ -169,3 +170,17 @@ def test_gstreamer_frames_dropped_by_appsink_are_counted():
             time.sleep(0.2)  # a slow reader: appsink (drop=true max-buffers=1) drops ~9 frames at 50 fps
     source.close()
     assert source.counter_kind == "gst_pts" and 7 <= len(skipped) <= 11
+
+
+def test_lineside_run_records_the_counter_kind_and_every_frames_counter(tmp_path: Path):
+    video = write_video(tmp_path / "v.avi", [i == 2 for i in range(6)])
+    log = tmp_path / "r.jsonl"
+    summary = run_line(
+        RunOptions(bundle=make_bundle(tmp_path / "bundle").path, source=str(video), log_path=log, status=False)
+    )
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records[0]["event"] == "start" and records[0]["frame_counter"] == "frame_index"
+    parts = part_records(records)
+    assert [r["counter"] for r in parts.values()] == list(range(6))
+    assert summary["dropped_frames"] == 0 and summary["counter_restarts"] == 0
+    assert {r["run_id"] for r in records} == {summary["run_id"]}
