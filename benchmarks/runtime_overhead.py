@@ -4,8 +4,11 @@ results log), p50/p99, and check every part got exactly one logged decision.
 
     python benchmarks/runtime_overhead.py --bundle BUNDLE [--frames 600] [--frame-size 480x640] [--out DIR]
     python benchmarks/runtime_overhead.py --bundle BUNDLE --dashboard [--rounds 3]
+    PYLON_CAMEMU=1 python benchmarks/runtime_overhead.py --bundle BUNDLE --source 'pylon://?trigger=software&ImageFilename={parts}&...'
 
 Writes DIR/runtime_overhead.json and DIR/runtime_overhead.md (a table) and prints the table.
+With --source the parts come from that `lineside run --source` (a GenICam camera: genicam://, pylon://) until
+--frames parts, unpaced; `{parts}` in it is replaced by the folder of synthetic parts (pylon's emulation replays it).
 With --dashboard, the same replay runs with the dashboard off and on, alternating for --rounds rounds in one
 process; while it is on, a client process (like the page in a browser) follows the live events and fetches
 every new frame and reject image. Writes DIR/dashboard_overhead.json / .md.
@@ -34,6 +37,7 @@ from lineside.errors import LinesideError
 from lineside.runtime.decision import resolve_threshold
 from lineside.runtime.ejector import EjectorConfig
 from lineside.runtime.runner import RunOptions, run_line
+from lineside.runtime.sources.base import source_factory
 from lineside.runtime.sources.capture import CaptureConfig
 
 STAGES = ("capture", "queue", "preprocess", "infer", "total")
@@ -105,6 +109,13 @@ def _met(p99: float) -> str:
     return "met" if p99 < TARGET_P99_MS else "NOT met"
 
 
+def _replay_of(result: dict) -> str:
+    """'Replay of N parts (HxW)', or for a --source camera 'N parts from SOURCE'."""
+    if result.get("source", "folder replay") == "folder replay":
+        return f"Replay of {result['frames']} parts ({result['frame_size']})"
+    return f"{result['frames']} parts from {result['source']}"
+
+
 def markdown(result: dict) -> str:
     """The results as a Markdown table."""
     rows = [
@@ -117,7 +128,7 @@ def markdown(result: dict) -> str:
         f"| **{result['overhead_cpu_ms']['p99']:.3f}** |",
     ]
     head = (
-        f"Replay of {result['frames']} parts ({result['frame_size']}) with {result['model']} "
+        f"{_replay_of(result)} with {result['model']} "
         f"({result['precision']}, {result['backend']}, {result['threads']} threads) at {result['fps']:.1f} parts/s; "
         f"decisions logged: {result['decisions']} ({'exactly one per part' if result['one_decision_per_part'] else 'MISMATCH'}); "
         f"overhead p99 target < {TARGET_P99_MS} ms: wall {_met(result['overhead_ms']['p99'])}, "
@@ -144,12 +155,14 @@ def machine() -> str:
 
 
 def replay(args: argparse.Namespace, folder: Path, log: Path, dashboard: str | None = None) -> tuple[dict, list]:
-    """One unpaced replay of `folder` through `run_line`: (summary, part records)."""
+    """One unpaced replay of `folder` (or --source) through `run_line`: (summary, part records)."""
     log.unlink(missing_ok=True)
+    source = args.source.replace("{parts}", str(folder)) if args.source else str(folder)
+    capture = CaptureConfig(max_parts=args.frames) if args.source else CaptureConfig()
     summary = run_line(
         RunOptions(
-            bundle=args.bundle, source=str(folder), log_path=log, threshold=args.threshold, threads=args.threads,
-            backend="ort", capture=CaptureConfig(), ejector=EjectorConfig(timeout_s=5.0), status=False,
+            bundle=args.bundle, source=source, log_path=log, threshold=args.threshold, threads=args.threads,
+            backend="ort", capture=capture, ejector=EjectorConfig(timeout_s=5.0), status=False,
             dashboard=dashboard,
         )
     )  # fmt: skip
@@ -270,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dashboard", action="store_true", help="compare the overhead with the dashboard off and on")
     parser.add_argument("--rounds", type=int, default=3, help="with --dashboard: off/on pairs to run (default 3)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--source", help="a `lineside run --source` (e.g. genicam://, pylon://) instead of the folder")
     args = parser.parse_args(argv)
     try:
         return measure(args)
@@ -291,6 +305,8 @@ def measure(args: argparse.Namespace) -> int:
     height, width = frame_size(args.frame_size)
     bundle = load_bundle(args.bundle)
     resolve_threshold(bundle, args.threshold, None)  # refuse before rendering hundreds of frames
+    if args.source:
+        source_factory(args.source.replace("{parts}", "."))  # a bad URL or a missing camera extra: refuse now too
     with tempfile.TemporaryDirectory(prefix="lineside-overhead-") as tmp:
         folder = Path(tmp) / "frames"
         synthetic_parts(folder, args.frames, (height, width))
@@ -306,6 +322,7 @@ def measure(args: argparse.Namespace) -> int:
         "cpu_model_file": bundle.manifest.cpu_model_file,
         "input_size": list(bundle.manifest.input_size),
         "frame_size": f"{height}x{width}",
+        "source": args.source or "folder replay",
         "backend": summary["backend"],
         "threads": args.threads,
         "frames": args.frames,
