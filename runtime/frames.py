@@ -30,9 +30,7 @@ class Frame:
     cause: str | None = None  # why there is no image, as a fixed word: "frame_dropped", "source_down"
 
     @classmethod
-    def now(
-        cls, part_id: int, image: np.ndarray | None, error: str | None = None, counter: int | None = None
-    ) -> Frame:
+    def now(cls, part_id: int, image: np.ndarray | None, error: str | None = None, counter: int | None = None) -> Frame:
         """A frame stamped with the current time."""
         return cls(part_id, time.monotonic(), time.time(), image, error, counter=counter)
 
