@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lineside.bundle import BACKEND_FAMILIES, Bundle, CalibrationTarget
+from lineside.validate import float_arg, int_arg
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,8 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="labelled defect images (same layout; DIR/<class>/test/ of an MVTec root works, its 'good' "
         "sub-folder counts as good); enables the F1-optimal threshold and miss rates",
     )
-    parser.add_argument("--false-reject", type=float, default=0.001, help="target false-reject rate (default 0.001)")
-    parser.add_argument("--confidence", type=float, default=0.95, help="confidence of the false-reject bound")
+    parser.add_argument(
+        "--false-reject",
+        type=float_arg(above=0, below=0.5),
+        default=0.001,
+        help="target false-reject rate (default 0.001)",
+    )
+    parser.add_argument(
+        "--confidence", type=float_arg(at_least=0.5, below=1), default=0.95, help="confidence of the false-reject bound"
+    )
     parser.add_argument(
         "--objective",
         choices=("auto", "false-reject", "f1"),
@@ -59,7 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--class", dest="classes", action="append", help="calibrate only this class (repeatable)")
     parser.add_argument("--plot", type=Path, help="folder for one score histogram PNG per class")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads")
+    parser.add_argument(
+        "--threads", type=int_arg(at_least=1, at_most=1024), default=None, help="ONNX Runtime CPU threads"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the table, leave the manifest unchanged")
 
 
@@ -97,6 +107,7 @@ def scoring_target(bundle: Bundle, backend: str) -> tuple[Bundle, CalibrationTar
     """
     manifest = bundle.manifest
     graph = manifest.graph_for(backend)
+    bundle.file(graph)  # listed (and so checksum-verified), else a one-line error
     view = dataclasses.replace(manifest, cpu_model_file=None if graph == manifest.model_file else graph)
     return Bundle(bundle.path, view), CalibrationTarget(backend, graph, manifest.files[graph])
 
