@@ -307,6 +307,7 @@ def test_nan_timings_are_usage_errors(line: dict[str, Path], flag: str) -> None:
         ["eval", "RUN/model.pt", "--data", "D", "--threads", "-2"],  # was an internal error (torch.set_num_threads)
         ["synth", "OUT", "--seed", "-1"],  # was an internal error (numpy seed)
         ["synth", "OUT", "--workers", "0"],  # was silently accepted
+        ["calibrate", "BUNDLE", "--good", "G", "--threads", "-1"],  # was passed on to ONNX Runtime
     ],
 )
 def test_other_commands_refuse_out_of_range_integers(argv: list[str]) -> None:
