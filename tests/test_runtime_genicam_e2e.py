@@ -152,3 +152,34 @@ def test_lineside_cameras_names_the_missing_extra(blocked: str, via: str, code: 
     )
     assert done.returncode == code, done.stderr
     assert message in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "runtime_overhead.py"
+
+
+@pytest.mark.network
+def test_overhead_bench_measures_a_camera_source(tmp_path: Path):
+    """benchmarks/runtime_overhead.py --source: the emulation replays the bench's own parts ({parts})."""
+    pylon_or_skip()
+    bundle = make_bundle(tmp_path / "bundle").path
+    source = (
+        "pylon://?device_class=BaslerCamEmu&trigger=software&pixel_format=BGR8&ImageFilename={parts}"
+        "&ImageFileMode=On&TestImageSelector=Off&Width=160&Height=120"
+    )
+    argv = [sys.executable, str(BENCH), "--bundle", str(bundle), "--frames", "40", "--frame-size", "120x160"]
+    argv += ["--source", source, "--out", str(tmp_path / "out")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180, env={**os.environ, "PYLON_CAMEMU": "1"})
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "out" / "runtime_overhead.json").read_text())
+    assert result["source"] == source and result["decisions"] == 40 and result["one_decision_per_part"]
+    assert result["verdicts"]["REJECT"] == 6  # every 7th synthetic part has a defect: parts 3, 10, ..., 38
+    assert 0 < result["overhead_ms"]["p50"] <= result["overhead_ms"]["p99"]
+    assert (tmp_path / "out" / "runtime_overhead.md").read_text().startswith(f"40 parts from {source} with")
+
+
+def test_overhead_bench_refuses_a_bad_camera_url_before_rendering(tmp_path: Path):
+    bundle = make_bundle(tmp_path / "bundle").path
+    argv = [sys.executable, str(BENCH), "--bundle", str(bundle), "--source", "genicam://?trigger=sometimes"]
+    done = subprocess.run(argv + ["--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "trigger must be one of" in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and not (tmp_path / "out").exists()
