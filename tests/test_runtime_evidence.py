@@ -21,6 +21,11 @@ from lineside.errors import LinesideError
 from lineside.runtime.results import LogPolicy, RejectStore, ResultsLog, new_run_id, reject_image_name
 
 
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("evidence") / "bundle").path
+
+
 def noise(seed: int) -> np.ndarray:
     """(64, 64, 3) uint8 noise: JPEGs of about 10 kB."""
     return np.random.default_rng(seed).integers(0, 255, (64, 64, 3), dtype=np.uint8)
@@ -123,8 +128,7 @@ def lines_so_far(folder: Path) -> int:
     return total
 
 
-def test_sigkill_mid_run_leaves_only_whole_lines_and_a_restart_keeps_the_evidence(tmp_path: Path):
-    bundle = make_bundle(tmp_path / "bundle").path
+def test_sigkill_mid_run_leaves_only_whole_lines_and_a_restart_keeps_the_evidence(bundle: Path, tmp_path: Path):
     frames = write_folder(tmp_path / "frames", [i % 3 == 0 for i in range(300)])
     logs, rejects = tmp_path / "logs", tmp_path / "rejects"
     command = [sys.executable, "-m", "lineside", "run", str(bundle), "--source", str(frames), "--quiet",
@@ -153,3 +157,17 @@ def test_sigkill_mid_run_leaves_only_whole_lines_and_a_restart_keeps_the_evidenc
     assert all((rejects / name).read_bytes() == data for name, data in saved.items())  # none overwritten
     assert any(name.startswith(runs[2]) for name in os.listdir(rejects))
     assert killed_at[0] >= 60 and killed_at[1] >= killed_at[0] + 60
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--log-max-mb", "nan"), ("--log-keep", "0"), ("--log-fsync-every", "-1"), ("--log-fsync-ms", "inf")],
+)
+def test_bad_log_policy_is_one_line_and_exit_2(bundle: Path, tmp_path: Path, option: str, value: str):
+    frames = write_folder(tmp_path / "frames", [False])
+    done = subprocess.run(
+        [sys.executable, "-m", "lineside", "run", str(bundle), "--source", str(frames), option, value],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert option in done.stderr.strip().splitlines()[-1]
