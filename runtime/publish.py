@@ -4,7 +4,7 @@
     --publish mqtts://HOST[:8883]/TOPIC?ca=ca.pem[&cert=client.pem&key=client.key]
 
 Messages (JSON, UTF-8):
-    TOPIC          one per decision: the results-log record (no images) plus `station` and `run`
+    TOPIC          one per decision: the results-log record (no images) plus `station` and `run_id`
     TOPIC/status   every `status_s` seconds, retained: parts, verdicts, rate, latency, health, publisher counters;
                    `state` is running, then stopped at the end; the broker publishes `offline` (last will) if the
                    station vanishes without saying goodbye.
@@ -14,7 +14,7 @@ queue; a publisher thread serialises it and hands it to paho, whose outgoing que
 (QoS 1/2 messages wait there while the broker is away and are sent on reconnect). A message that finds either
 queue full is dropped and counted (`dropped`, in the status messages and the run summary). QoS 0 messages
 published while the link is down are dropped too (at most once). Part ids restart at 0 with every run:
-(`station`, `run`, `part_id`) identifies a part across runs and stations.
+(`station`, `run_id`, `part_id`) identifies a part across runs and stations.
 """
 
 from __future__ import annotations
@@ -29,12 +29,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
 from lineside.errors import LinesideError, missing_extra
+from lineside.redact import redact
+
+if TYPE_CHECKING:
+    from lineside.runtime.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +65,8 @@ class MqttTarget:
     password: str | None = field(default=None, repr=False)
 
 
-def redact(url: str) -> str:
-    """`url` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+def _shown(url: str) -> str:
+    return redact(url) or url
 
 
 def _number(params: dict[str, str], key: str, default: float, low: float, high: float, shown: str) -> float:
@@ -90,7 +90,7 @@ def _file(params: dict[str, str], key: str, shown: str) -> Path | None:
 
 def parse_mqtt_url(url: str) -> MqttTarget:
     """The MqttTarget of a --publish URL; LinesideError naming what is wrong."""
-    parts, shown = urlsplit(url), redact(url)
+    parts, shown = urlsplit(url), _shown(url)
     if parts.scheme not in ("mqtt", "mqtts"):
         raise LinesideError(f"--publish {shown}: use mqtt://HOST:1883/TOPIC or mqtts://HOST:8883/TOPIC")
     topic = unquote(parts.path.lstrip("/"))
@@ -136,15 +136,16 @@ def _json_default(value: Any) -> Any:
 class MqttPublisher:
     """A DecisionObserver that publishes each record; `start` connects, `close` sends the last status."""
 
-    def __init__(self, url: str, status: Callable[[], dict[str, Any]] | None = None) -> None:
-        self.url = redact(url)
+    def __init__(self, url: str, run_id: str | None = None) -> None:
+        self.url = _shown(url)
         self.target = parse_mqtt_url(url)
         self.station = self.target.client_id or f"lineside-{uuid.uuid4().hex[:8]}"
-        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        self.run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         self.dropped = 0  # records lost: a queue full, or QoS 0 while the link was down
         self.published = 0  # records the broker acknowledged (QoS 0: written to the socket)
         self.connected = False
-        self._status = status or dict
+        self._status: Callable[[], dict[str, Any]] = dict
+        self._closed: dict[str, Any] | None = None
         self._handoff: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=self.target.queue)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -182,7 +183,7 @@ class MqttPublisher:
                 ca_certs=str(target.ca) if target.ca else None,
                 certfile=str(target.cert) if target.cert else None, keyfile=str(target.key) if target.key else None,
             )  # fmt: skip
-        offline = {"type": "status", "station": self.station, "run": self.run_id, "state": "offline"}
+        offline = {"type": "status", "station": self.station, "run_id": self.run_id, "state": "offline"}
         client.will_set(f"{target.topic}/status", json.dumps(offline), qos=target.qos, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -226,9 +227,13 @@ class MqttPublisher:
             (self._decision_mids if decision else self._other_mids).add(mid)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Connect (waiting at most CONNECT_WAIT_S) and start publishing; LinesideError if the broker refuses us."""
+    def start(self, status: Callable[[], dict[str, Any]] | None = None) -> None:
+        """Connect (waiting at most CONNECT_WAIT_S) and start publishing; LinesideError if the broker refuses us.
+
+        `status()` gives the line's figures for the status messages (called on the publisher's thread).
+        """
         target = self.target
+        self._status = status or dict
         try:
             self._client.connect_async(target.host, target.port, keepalive=30)
         except (OSError, ValueError) as exc:
@@ -257,7 +262,7 @@ class MqttPublisher:
         return info
 
     def _send_decision(self, record: dict[str, Any]) -> None:
-        self._publish(self.target.topic, {**record, "station": self.station, "run": self.run_id}, decision=True)
+        self._publish(self.target.topic, {**record, "station": self.station, "run_id": self.run_id}, decision=True)
 
     def _loop(self) -> None:
         next_status = time.monotonic()
@@ -283,12 +288,16 @@ class MqttPublisher:
     def status(self, state: str) -> dict[str, Any]:
         """The status message: the line's figures plus this publisher's counters."""
         return {
-            "type": "status", "station": self.station, "run": self.run_id, "time": time.time(), "state": state,
+            "type": "status", "station": self.station, "run_id": self.run_id, "time": time.time(), "state": state,
             **self._status(), "publish": self.counters(),
         }  # fmt: skip
 
     def close(self, flush_s: float = 5.0) -> dict[str, Any]:
-        """Publish what is queued (waiting at most `flush_s` for the broker), a `stopped` status, disconnect."""
+        """Publish what is queued (waiting at most `flush_s` for the broker), a `stopped` status, disconnect.
+
+        Returns the final counters (again on a second call)."""
+        if self._closed is not None:
+            return self._closed
         deadline = time.monotonic() + flush_s
         self._stop.set()
         if self._thread.is_alive():
@@ -308,7 +317,20 @@ class MqttPublisher:
             log.warning(
                 "MQTT: %d records dropped, %d not confirmed by the broker", counters["dropped"], counters["queued"]
             )
+        self._closed = counters
         return counters
+
+
+def line_status(pipeline: Pipeline) -> dict[str, Any]:
+    """The line's figures for a status message: parts, verdicts, rate, latency, health."""
+    p50, p99 = pipeline.total_ms.percentiles(50, 99)
+    counters, capture = pipeline.counters, pipeline.capture.stats
+    return {
+        "parts": counters.decisions, "verdicts": dict(counters.verdicts), "dropped": counters.dropped,
+        "timeouts": counters.timeouts, "missed": capture.missed, "fps": round(pipeline.total_ms.rate(), 2),
+        "latency_ms": {"p50": round(p50, 3) if p50 == p50 else None, "p99": round(p99, 3) if p99 == p99 else None},
+        "healthy": pipeline.healthy(), "faults": pipeline.health.faults(),
+    }  # fmt: skip
 
 
 def fan_out(*observers: Any) -> Any:

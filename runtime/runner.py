@@ -26,6 +26,7 @@ from lineside.runtime.decision import resolve_threshold
 from lineside.runtime.ejector import EjectorConfig
 from lineside.runtime.encoder import EncoderTrack, ModbusCounter
 from lineside.runtime.pipeline import Counters, Pipeline
+from lineside.runtime.publish import MqttPublisher, fan_out, line_status, parse_mqtt_url
 from lineside.runtime.results import LogPolicy, RejectStore, ResultsLog, new_run_id
 from lineside.runtime.sources.base import source_factory
 from lineside.runtime.sources.capture import Capture, CaptureConfig
@@ -60,6 +61,7 @@ class RunOptions:
     save_cap_bytes: int = 500 * 1024 * 1024
     status: bool = True
     dashboard: str | None = None  # HOST:PORT of the live web page (off by default)
+    publish: str | None = None  # mqtt(s)://BROKER/TOPIC: every decision and a status to the plant's bus
 
 
 def check_options(options: RunOptions) -> None:
@@ -91,6 +93,8 @@ def check_options(options: RunOptions) -> None:
         raise LinesideError("--queue must be >= 1")
     if options.dashboard is not None:
         parse_address(options.dashboard)
+    if options.publish is not None:
+        parse_mqtt_url(options.publish)
 
 
 @contextmanager
@@ -134,7 +138,7 @@ def _start_event(
     return {
         "type": "event", "event": "start", "time": time.time(), "bundle": str(options.bundle), "model": model,
         "backend": backend, "source": redact(options.source), "actuator": redact(options.actuator),
-        "alarm": redact(options.alarm), "fault_stops_heartbeat": eject.fault_stops_heartbeat,
+        "alarm": redact(options.alarm), "publish": redact(options.publish), "fault_stops_heartbeat": eject.fault_stops_heartbeat,
         "threshold": threshold,
         "delay_ms": eject.delay_s * 1000, "delay_counts": eject.delay_counts, "pulse_ms": eject.pulse_s * 1000,
         "deadline_ms": eject.deadline_s * 1000, "fail_open": eject.fail_open, "class": options.class_name,
@@ -166,8 +170,10 @@ def run_line(options: RunOptions) -> dict[str, Any]:
     outputs: dict[str, Actuator] = {}
     counter = ModbusCounter(options.encoder) if options.encoder else None
     dashboard: LiveDashboard | None = None
+    publisher: MqttPublisher | None = None
     try:
         dashboard = LiveDashboard(options.dashboard) if options.dashboard else None
+        publisher = MqttPublisher(options.publish, run_id) if options.publish else None
         backend = open_backend(bundle, options.backend, options.engine, providers, options.threads)
         with backend:
             warm_ms = backend.warmup(options.warmup)
@@ -195,8 +201,10 @@ def run_line(options: RunOptions) -> dict[str, Any]:
                 heartbeat=outputs.get("heartbeat"), alarm=outputs.get("alarm"),
                 paced=source.live or options.capture.rate is not None,
                 queue_size=options.queue_size, rejects=rejects, track=EncoderTrack(counter) if counter else None,
-                observer=dashboard.feed if dashboard else None,
+                observer=fan_out(dashboard.feed if dashboard else None, publisher),
             )  # fmt: skip
+            if publisher is not None:
+                publisher.start(status=lambda: line_status(pipeline))
             if dashboard is not None:
                 dashboard.start(pipeline, _page_info(options, bundle.manifest.model, backend.name, threshold))
             status = StatusLine(pipeline.status) if options.status else None
@@ -211,12 +219,16 @@ def run_line(options: RunOptions) -> dict[str, Any]:
                     if status is not None:
                         status.stop()
             summary = summarize(pipeline, warm_ms, counters)
+            if publisher is not None:  # the last records and a `stopped` status (waits at most 5 s for the broker)
+                summary["publish"] = publisher.close()
             results.write({"type": "event", "event": "stop", "time": time.time(), "summary": summary})
             return summary
     finally:
         capture.stop.set()
         if dashboard is not None:
             dashboard.stop()
+        if publisher is not None:
+            publisher.close()
         if counter is not None:
             counter.close()
         for output in outputs.values():

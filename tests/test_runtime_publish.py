@@ -69,11 +69,9 @@ def test_url_defaults() -> None:
 def test_every_decision_arrives_exactly_once_with_status(tmp_path: Path) -> None:
     broker = Broker(tmp_path / "broker").start()
     subscriber = Subscriber(broker.port, TOPIC)
-    publisher = MqttPublisher(
-        f"mqtt://127.0.0.1:{broker.port}/{TOPIC}?qos=1&client_id=station-7&status_s=0.2", status=lambda: {"parts": 1}
-    )
+    publisher = MqttPublisher(f"mqtt://127.0.0.1:{broker.port}/{TOPIC}?qos=1&client_id=station-7&status_s=0.2", "run-9")
     try:
-        publisher.start()
+        publisher.start(status=lambda: {"parts": 1})
         assert publisher.connected
         _feed(publisher, 0, 1000, rate=1000.0)  # ~15x a fast line's part rate
         counters = publisher.close()
@@ -85,7 +83,7 @@ def test_every_decision_arrives_exactly_once_with_status(tmp_path: Path) -> None
     assert sorted(ids) == list(range(1000)) and set(ids.values()) == {1}  # every part, exactly once
     assert counters == {"connected": False, "queued": 0, "published": 1000, "dropped": 0}  # all sent, then closed
     first = decisions[0]
-    assert first["station"] == "station-7" and first["run"] == publisher.run_id and first["verdict"] == "PASS"
+    assert first["station"] == "station-7" and first["run_id"] == "run-9" and first["verdict"] == "PASS"
     assert "image" not in first and first["latency_ms"] == {"infer": 3.0, "total": 5.0}
     statuses = subscriber.statuses()
     assert statuses[0]["state"] == "running" and statuses[-1]["state"] == "stopped"

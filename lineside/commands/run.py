@@ -30,6 +30,9 @@ sources:   0 (camera index) | video.mp4 | images/ (replay; --rate) | rtsp://... 
 actuators: serial:///dev/ttyUSB0?baud=9600&on=ON&off=OFF | serial:///dev/ttyUSB0?protocol=lcus&channel=1
            modbus+tcp://10.0.0.5:502?coil=0&unit=1 | modbus+rtu:///dev/ttyUSB0?baud=9600&coil=0
            gpio://gpiochip0/17 | gpio://jetson/33 | log://
+           s7://10.0.0.5?rack=0&slot=1&area=DB&db=10&byte=0&bit=0 (S7 bit; area Q, M or DB)
+           "opcua://10.0.0.5:4840/ns=3;s=Line1.Reject" (OPC UA Boolean node; ?security=&cert=&key=&user=)
+publish:   mqtt://broker:1883/plant/line1?qos=1&client_id=line1: decisions on TOPIC, status on TOPIC/status
 fail-safe: a part without a PASS verdict by its deadline (--timeout-ms, default --delay-ms) is rejected,
            unless --fail-open. Every part gets exactly one line in --log, with `eject` saying what the
            output really did (ejected / eject_failed / not_ejected_fail_open / none).
@@ -100,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="serve a read-only live web page here, e.g. 127.0.0.1:8080 (off by default; pip install 'lineside[dashboard]')",
     )
+    parser.add_argument(
+        "--publish",
+        metavar="URL",
+        help="every decision and a status to MQTT: mqtt://BROKER:1883/TOPIC?qos=1&client_id=ID or mqtts://...?ca=CA "
+        "(never slows the line; pip install 'lineside[mqtt]')",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         save_cap_bytes=int(args.save_cap_mb * 1024 * 1024),
         status=not args.quiet,
         dashboard=args.dashboard,
+        publish=args.publish,
     )
     summary = run_line(options)
     if args.summary:

@@ -32,9 +32,12 @@ class BlockingWorker:
     def __init__(self, name: str) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._pending: concurrent.futures.Future[Any] | None = None
+        self._closed = False
 
     def call(self, fn: Callable[[], T], timeout: float) -> T:
         """`fn()` on the worker; CallTimeout when it takes longer (or an earlier call is still stuck)."""
+        if self._closed:
+            raise ConnectionError("the link is closed")
         if self._pending is not None and not self._pending.done():
             raise CallTimeout("the previous request has not returned yet")
         future = self._executor.submit(fn)
@@ -45,11 +48,13 @@ class BlockingWorker:
             raise CallTimeout(f"no answer within {timeout:g} s") from exc
 
     def submit(self, fn: Callable[[], object]) -> None:
-        """Run `fn()` on the worker without waiting (after any call still in progress)."""
-        self._executor.submit(fn)
+        """Run `fn()` on the worker without waiting (after any call still in progress); ignored once closed."""
+        if not self._closed:
+            self._executor.submit(fn)
 
     def close(self) -> None:
         """Stop the worker after what was submitted; does not wait for it."""
+        self._closed = True
         self._executor.shutdown(wait=False)
 
 

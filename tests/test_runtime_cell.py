@@ -1,0 +1,98 @@
+"""A whole cell through `run_line`: synthetic parts -> ONNX detector -> reject bit + heartbeat on a PLC (python-snap7's
+S7 server, or an asyncua OPC UA server) and every decision to a mosquitto broker. Exactly the defective parts'
+reject outputs must pulse, each at capture + delay, and the subscriber must see every decision once."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mqtt_support import Broker, Subscriber
+from plc_support import S7_DB, OpcUaServer, S7Server
+from runtime_support import make_bundle, write_video
+from test_runtime_e2e import DEFECTS, DELAY_S, PULSE_S, RATE, _assert_rejections
+
+from lineside.runtime.ejector import EjectorConfig
+from lineside.runtime.runner import RunOptions, run_line
+from lineside.runtime.sources.capture import CaptureConfig
+
+pytest.importorskip("snap7", reason="python-snap7 is not installed: pip install 'lineside[s7]'")
+pytest.importorskip("asyncua", reason="asyncua is not installed: pip install 'lineside[opcua]'")
+pytest.importorskip("paho.mqtt", reason="paho-mqtt is not installed: pip install 'lineside[mqtt]'")
+
+TOPIC = "plant/cell1"
+
+
+def _cell(tmp_path: Path, actuator: str, heartbeat: str, broker: Broker) -> tuple[dict, list[dict], Subscriber]:
+    bundle = make_bundle(tmp_path / "bundle")
+    video = write_video(tmp_path / "parts.avi", DEFECTS, fps=RATE)
+    log = tmp_path / "results.jsonl"
+    subscriber = Subscriber(broker.port, TOPIC)
+    summary = run_line(
+        RunOptions(
+            bundle=bundle.path, source=str(video), actuator=actuator, heartbeat=heartbeat, log_path=log, status=False,
+            publish=f"mqtt://127.0.0.1:{broker.port}/{TOPIC}?qos=1&client_id=cell1&status_s=0.5",
+            capture=CaptureConfig(rate=RATE), ejector=EjectorConfig(delay_s=DELAY_S, pulse_s=PULSE_S, heartbeat_s=0.25),
+        )
+    )  # fmt: skip
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    return summary, records, subscriber
+
+
+def _assert_published(summary: dict, records: list[dict], subscriber: Subscriber) -> None:
+    decisions = subscriber.wait_for(len(DEFECTS))
+    subscriber.close()
+    assert Counter(d["part_id"] for d in decisions) == Counter(range(len(DEFECTS)))  # each part exactly once
+    logged = {r["part_id"]: r for r in records if r["type"] == "part"}
+    assert all(d["verdict"] == logged[d["part_id"]]["verdict"] and d["station"] == "cell1" for d in decisions)
+    assert {d["run_id"] for d in decisions} == {summary["run_id"]}
+    assert summary["publish"] == {"connected": False, "queued": 0, "published": len(DEFECTS), "dropped": 0}
+    statuses = subscriber.statuses()
+    assert statuses[-1]["state"] == "stopped" and statuses[-1]["parts"] == len(DEFECTS)
+    assert any(s["state"] == "running" and s["healthy"] for s in statuses)
+
+
+def _assert_heartbeat(changes: list[tuple[float, bool]]) -> None:
+    """Toggles every 250 ms during the ~6 s run and is left off."""
+    assert sum(value for _, value in changes) >= 8 and changes[-1][1] is False
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_cell_with_s7_plc_and_mqtt(tmp_path: Path) -> None:
+    plc, broker = S7Server().start(), Broker(tmp_path / "broker").start()
+    base = f"s7://127.0.0.1:{plc.port}?rack=0&slot=1"
+    try:
+        summary, records, subscriber = _cell(
+            tmp_path, f"{base}&area=DB&db={S7_DB}&byte=4&bit=3", f"{base}&area=M&byte=0&bit=1", broker
+        )
+    finally:
+        plc.stop()
+        broker.stop()
+    reject = plc.bit_changes("DB", S7_DB, 4, 3)
+    assert reject[0][1] is False and reject[-1][1] is False
+    _assert_rejections(records, [t for t, on in reject if on], [t for t, on in reject if not on])
+    _assert_heartbeat(plc.bit_changes("MK", 0, 0, 1))
+    assert {(area, db, byte) for _, area, db, byte, _ in plc.writes} == {("DB", S7_DB, 4), ("MK", 0, 0)}
+    assert summary["actuator_errors"] == 0 and not summary["output_failed"]
+    _assert_published(summary, records, subscriber)
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_cell_with_opcua_plc_and_mqtt(tmp_path: Path) -> None:
+    plc, broker = OpcUaServer().start(), Broker(tmp_path / "broker").start()
+    base = f"opcua://127.0.0.1:{plc.port}/ns=2;s=Line1."
+    try:
+        summary, records, subscriber = _cell(tmp_path, base + "Reject", base + "Heartbeat", broker)
+    finally:
+        plc.close()
+        broker.stop()
+    reject = plc.changes("ns=2;s=Line1.Reject")
+    assert reject[0][1] is False and reject[-1][1] is False
+    _assert_rejections(records, [t for t, on in reject if on], [t for t, on in reject if not on])
+    _assert_heartbeat(plc.changes("ns=2;s=Line1.Heartbeat"))
+    assert summary["actuator_errors"] == 0 and not summary["output_failed"]
+    _assert_published(summary, records, subscriber)
