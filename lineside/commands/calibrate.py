@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         )
     backend = args.backend_for or default_backend(bundle)
     scored, target = scoring_target(bundle, backend)
-    print(f"calibrating for {backend}: scoring {target.graph} (the graph it runs) with ONNX Runtime on CPU")
+    chosen = "" if args.backend_for else " (what `lineside run` picks here; --for chooses)"
+    print(f"calibrating for {backend}{chosen}: scoring {target.graph} (the graph it runs) with ONNX Runtime on CPU")
     results, scores = _calibrate(args, scored, classes)
     print(format_table(results, args.false_reject, args.confidence))
     for r in results:
