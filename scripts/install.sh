@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install lineside for development on a fresh Debian/Ubuntu machine (CPU only):
 #   Debian tools the tests and the demo use (socat: virtual serial pairs; openssh-server: deploy tests;
-#   Aravis: GenICam cameras and its fake GigE Vision camera;
+#   Aravis: GenICam cameras and its fake GigE Vision camera; mosquitto: the MQTT broker of the --publish tests;
 #   chromium + chromium-driver: the dashboard's headless-browser test),
 #   a virtual environment in .venv with PyTorch (CPU use), ONNX tooling, TensorRT-RTX (AOT engine builds),
 #   PLC libraries and the test tools, and lineside itself in editable mode.
@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v socat >/dev/null || missing+=(socat)
+# --publish mqtt:// tests start a real broker on 127.0.0.1
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null || missing+=(openssh-client)
 command -v chromium >/dev/null || missing+=(chromium)
@@ -37,7 +39,7 @@ PYTHON=${PYTHON:-python3}
 python -m pip install -q --upgrade pip
 # torchvision (needed by timm) pairs with this torch build; it runs on the CPU.
 python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install -q -e ".[train,export,tensorrt-rtx,plc,report,dashboard,dev,pylon]"
+python -m pip install -q -e ".[train,export,tensorrt-rtx,plc,report,dashboard,dev,pylon,s7,opcua,mqtt]"
 # PyGObject builds from source against the Debian headers above; without them only genicam:// is lost.
 python -m pip install -q -e ".[genicam]" ||
     echo "warning: PyGObject did not build (libgirepository1.0-dev, libcairo2-dev?); genicam:// tests will be skipped" >&2
