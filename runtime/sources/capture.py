@@ -273,7 +273,8 @@ class Capture:
         )  # fmt: skip
         if self.on_event is not None:
             event = {"type": "event", "event": "outage", "time": time.time(), "down_s": round(down_s, 3)}
-            self.on_event({**event, "parts_unaccounted_estimate": estimate, "source_fps": fps})
+            gap = {"since_last_frame_s": round(seen_s, 3), "source_fps": fps}
+            self.on_event({**event, **gap, "parts_unaccounted_estimate": estimate})
 
 
 def counter_track(source: FrameSource, rate: float | None) -> CounterTrack | None:
