@@ -27,6 +27,7 @@ HELP = "Run line-side inspection: camera frames in, verdicts and reject signals 
 
 EPILOG = """\
 sources:   0 (camera index) | video.mp4 | images/ (replay; --rate) | rtsp://... | "nvarguscamerasrc ! ... ! appsink"
+           genicam://DEVICE?trigger=hardware&exposure_us=800&pixel_format=BayerRG8 | pylon://SERIAL?trigger=software
 actuators: serial:///dev/ttyUSB0?baud=9600&on=ON&off=OFF | serial:///dev/ttyUSB0?protocol=lcus&channel=1
            modbus+tcp://10.0.0.5:502?coil=0&unit=1 | modbus+rtu:///dev/ttyUSB0?baud=9600&coil=0
            gpio://gpiochip0/17 | gpio://jetson/33 | log://
