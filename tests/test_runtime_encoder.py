@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,7 +39,13 @@ while True:
     now = time.monotonic()
     count += (1000.0 if now - start < slow_at else 400.0) * (now - last)  # counts per second
     last = now
-    client.write_register(register, int(count) % 65536, device_id=1)
+    try:
+        response = client.write_register(register, int(count) % 65536, device_id=1)
+        if response.isError():
+            raise ConnectionError(response)
+    except Exception:  # the PLC's Modbus server restarts: the belt goes on, the count is written once it is back
+        client.close()
+        client.connect()
     print(f"{now:.6f} {count:.3f}", flush=True)
     time.sleep(0.005)
 """
@@ -140,3 +147,116 @@ def test_lost_encoder_link_keeps_the_position_and_recovers():
     finally:
         counter.close()
         revived.stop()
+
+
+@pytest.mark.network
+def test_an_outage_longer_than_half_the_counter_range_never_unwraps_backwards():
+    """Finding 4: 40000 counts (more than half of 16 bits) pass while the PLC does not answer; before, the
+    position then jumped 25536 counts backwards and every pending pulse waited for the belt to come back."""
+    server = ModbusServer().start()
+    writer = ModbusTcpClient("127.0.0.1", port=server.port)
+    writer.connect()
+    writer.write_register(REGISTER, 100, device_id=1)
+    counter = ModbusCounter(f"modbus+tcp://127.0.0.1:{server.port}?register={REGISTER}")
+    counter.connect()
+    track = EncoderTrack(counter)
+    assert track.sample() == 0.0
+    writer.write_register(REGISTER, 1100, device_id=1)
+    assert track.sample() == 1000.0
+    writer.close()
+    server.stop()
+    track.sample()
+    assert not track.ok
+    revived = ModbusServer(server.port).start()
+    try:
+        writer = ModbusTcpClient("127.0.0.1", port=server.port)
+        writer.connect()
+        writer.write_register(REGISTER, (1100 + 40_000) % 65536, device_id=1)
+        writer.close()
+        deadline = time.monotonic() + 5
+        while not track.ok and time.monotonic() < deadline:
+            position = track.sample()
+            time.sleep(0.05)
+        assert position == 41_000.0 and track.ok and track.outages == 1  # forward, as the belt went
+        assert track.gap_s is not None and track.gap_s > 0  # the Ejector sees how long it was blind
+        writer = ModbusTcpClient("127.0.0.1", port=server.port)
+        writer.connect()
+        writer.write_register(REGISTER, (1100 + 40_000 - 5) % 65536, device_id=1)  # jitter: 5 counts back
+        writer.close()
+        assert track.sample() == 40_995.0 and track.gap_s is None  # with reads going, a small step back stays
+    finally:
+        counter.close()
+        revived.stop()
+
+
+@pytest.mark.network
+def test_encoder_outage_fails_pending_parts_and_never_fires_stale_pulses(tmp_path: Path):
+    """Finding 4: the PLC's Modbus server is down for 1 s while the belt (1000 counts/s) and the camera go on.
+    Parts at the ejector during the outage are logged eject_failed, never pulsed late onto other parts;
+    the heartbeat stops and the alarm goes ON; parts captured after the recovery are ejected on count."""
+    defects = [True] * 40
+    folder = write_folder(tmp_path / "frames", defects)
+    bundle = make_bundle(tmp_path / "bundle")
+    server = ModbusServer().start()
+    belt = Belt(server.port, start=1000, slow_at=1e9)  # 1000 counts/s throughout
+    counter = ModbusCounter(f"modbus+tcp://127.0.0.1:{server.port}?register={REGISTER}&unit=1")
+    counter.connect()
+    relay, beat, alarm = LogActuator("log://"), LogActuator("log://heartbeat"), LogActuator("log://alarm")
+    for output in (relay, beat, alarm):
+        output.connect()
+    capture = Capture(source_factory(str(folder), rate=10), CaptureConfig(rate=10))
+    capture.open()
+    log = ResultsLog(tmp_path / "r.jsonl")
+    config = EjectorConfig(pulse_s=0.02, delay_counts=300, heartbeat_s=0.05)  # 0.3 s travel, bound 0.6 s
+    pipeline = Pipeline(
+        capture, OrtBackend(bundle), log, 0.7, config, relay, heartbeat=beat, alarm=alarm, paced=True,
+        track=EncoderTrack(counter),
+    )  # fmt: skip
+    outage: list[float] = []
+
+    def plc_restart() -> None:
+        while capture.stats.frames < 10:
+            time.sleep(0.005)
+        outage.append(time.monotonic())
+        server.stop()
+        time.sleep(1.0)
+        outage.append(time.monotonic())
+        revived.append(ModbusServer(server.port).start())
+
+    revived: list[ModbusServer] = []
+    restarter = threading.Thread(target=plc_restart)
+    restarter.start()
+    wall_minus_mono = time.time() - time.monotonic()
+    try:
+        pipeline.run()
+    finally:
+        restarter.join(10)
+        belt.stop()
+        counter.close()
+        for plc in revived:
+            plc.stop()
+        log.close()
+    down, up = outage
+    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    parts = {r["part_id"]: r for r in records if r["type"] == "part"}
+    assert sorted(parts) == list(range(40)) and all(r["verdict"] == "REJECT" for r in parts.values())
+    captured = {p: r["capture_time"] - wall_minus_mono for p, r in parts.items()}
+    before = [p for p, t in captured.items() if t + 0.3 < down - 0.05]  # passed the ejector before the outage
+    during = [p for p, t in captured.items() if down <= t <= up]
+    after = [p for p, t in captured.items() if t > up + 0.5]
+    assert before and during and after
+    assert all(parts[p]["eject"] == "ejected" for p in before + after)
+    assert all(parts[p]["eject"] == "eject_failed" and "encoder outage" in parts[p]["eject_error"] for p in during)
+    ejected = sorted((r for r in parts.values() if r["eject"] == "ejected"), key=lambda r: r["part_id"])
+    pulses = [t for t, on in relay.transitions if on]
+    assert len(pulses) == len(ejected)  # no pulse without its part: nothing stale fired at the recovery
+    for record, pulse in zip(ejected, pulses, strict=True):
+        due = belt.at(record["capture_time"] - wall_minus_mono) + 300
+        # right after the restart the stand-in PLC's register lags until its belt process reconnects, so
+        # those parts get a wider margin; a stale pulse would be hundreds of counts off (1000 went by unseen)
+        low, high = (-40, 60) if record["part_id"] in before + after else (-120, 120)
+        assert low <= belt.at(pulse) - due <= high, (record["part_id"], belt.at(pulse) - due)
+    blind = (down + 0.35, up)  # a read fails within the client's 0.3 s timeout
+    assert not any(on for t, on in beat.transitions if blind[0] < t < blind[1])  # the heartbeat stopped
+    assert any(on for t, on in alarm.transitions if down < t < up + 0.1)  # and the alarm went ON
+    assert pipeline.health.seen["encoder"] >= 1 and pipeline.ejector.track.outages >= 1

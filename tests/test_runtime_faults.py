@@ -114,7 +114,7 @@ def test_stalled_camera_is_reopened_and_missed_parts_are_counted(tmp_path: Path)
     # parts that passed the ejector during the outage (delay 0.5 s) must NOT fire a pulse now (wrong part)
     too_late = [p for p in missed if "NOT rejected" in parts[p]["reason"]]
     assert too_late and too_late == missed[: len(too_late)]
-    assert all("eject_time" not in parts[p] for p in too_late)
+    assert all("eject_time" not in parts[p] and parts[p]["eject"] == "eject_failed" for p in too_late)
     assert all("eject_time" in parts[p] for p in missed[len(too_late) :])
     assert summary["pulses"] == len(missed) - len(too_late)
 
@@ -153,6 +153,15 @@ def test_modbus_link_drops_and_returns(tmp_path: Path):
     assert len(parts) == 36
     assert [p for p, r in parts.items() if r["verdict"] != "PASS"] == [i for i, d in enumerate(defects) if d]
     assert pipeline.ejector.actuator_errors > 0
+    # the dead link is visible: the line went unhealthy, and each rejected part says whether it was ejected
+    assert pipeline.health.seen["reject output"] >= 1
+    rejected = [p for p, r in parts.items() if r["verdict"] != "PASS"]
+    failed = [p for p in rejected if parts[p]["eject"] == "eject_failed"]
+    ejected = [p for p in rejected if parts[p]["eject"] == "ejected"]
+    assert failed and sorted(failed + ejected) == rejected
+    assert all(down_at - 0.1 < parts[p]["capture_time"] + 0.2 and "eject_time" not in parts[p] for p in failed)
+    ons = sum(1 for _, _, _, value in server.writes + revived.writes if value is True)
+    assert ons >= len(ejected) and all("eject_time" in parts[p] for p in ejected)
     assert any(value for t, _, _, value in server.writes if t < down_at)
     assert any(value for t, _, _, value in revived.writes if t > up_at)  # pulses resume on the returned link
     assert revived.writes[-1][3] is False  # and the output is left off
