@@ -52,7 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pulse-ms", type=float, default=20.0)
     parser.add_argument("--stall-s", type=float, default=0.3, help="the runtime's camera watchdog")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the line")
-    parser.add_argument("--tolerance-ms", type=float, default=30.0, help="a pulse this close to a part ejects it")
+    parser.add_argument(
+        "--tolerance-ms",
+        type=float,
+        help="a pulse this close to a part's arrival ejects it (default: half the spacing)",
+    )
+    parser.add_argument("--line-nice", type=int, default=-5, help="priority of the runtime processes (root only)")
     parser.add_argument("--work", type=Path, help="keep the work files (logs, wire, camera plan) here")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     return parser.parse_args(argv)
@@ -64,6 +69,8 @@ def check(args: argparse.Namespace) -> tuple[str, ...]:
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise LinesideError(f"--faults: unknown kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+    if args.tolerance_ms is None:
+        args.tolerance_ms = 500.0 / args.rate if args.rate > 0 else 0.0
     if args.parts < 100 or args.rate <= 0 or not 0 < args.defect_rate < 1 or args.threads < 1:
         raise LinesideError("--parts must be >= 100, --rate > 0, --defect-rate in (0, 1), --threads >= 1")
     if "disk_full" in kinds and os.geteuid() != 0:
@@ -91,10 +98,13 @@ def soak(args: argparse.Namespace, kinds: tuple[str, ...], work: Path) -> dict:
     sequence = part_sequence(catalogue, args.parts, args.defect_rate, args.seed)
     plan = make_plan(args.parts, kinds, args.seed)
     settings = Settings(args.bundle, class_name, args.rate, args.delay_ms, args.pulse_ms, args.stall_s,
-                        threads=args.threads)  # fmt: skip
+                        threads=args.threads, line_nice=args.line_nice)  # fmt: skip
     started = time.monotonic()
     with tqdm(total=args.parts, desc="soak", unit="part") as bar:
         outcome = Soak(settings, plan, camera_plan(plan, args.rate, catalogue.frames, sequence), work, bar).run()
+    injected = [asdict(w) for w in outcome.windows]
+    dig = {"plan": plan.to_json(), "windows": injected, "camera": outcome.camera, "coils": outcome.coils}
+    atomic_write_json(work / "outcome.json", dig)  # for digging into a run
     result = Analysis(outcome, settings, plan, Truth(catalogue, sequence), args.tolerance_ms / 1000).result()
     return {
         **result, "model": bundle.manifest.model, "precision": bundle.manifest.precision, "category": category,

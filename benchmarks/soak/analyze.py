@@ -14,7 +14,7 @@ from soak.observe import Timeline, assign, read_log, runs_of, unhealthy_periods,
 from soak.orchestrate import Outcome, Settings, Window
 from soak.parts import Catalogue
 from soak.plan import Plan
-from soak.plant import ALARM_COIL, HEARTBEAT_COIL
+from soak.plc import ALARM_COIL, HEARTBEAT_COIL
 
 ATTRIBUTION_S = (1.0, 5.0)  # a part within 1 s before to 5 s after a fault is counted against that fault
 LISTED = 20  # ids listed per must-be-zero counter
@@ -85,8 +85,12 @@ class Analysis:
         arrival = wall + self.settings.delay_ms / 1000
         ejected = self.pulses.meets(arrival - self.tol, arrival + self.tol)
         covered = self.unhealthy.meets(wall, arrival + self.tol)
+        if records and records[0].get("counter") == part and _status == "sent":
+            tally["capture_lag"].append((records[0]["capture_time"] - wall) * 1000)
         if not records:
             tally["without"].append(part)
+            if covered:
+                tally["without_covered"].append(part)
         if len(records) > 1:
             tally["duplicates"].append(part)
         clean = self.truth.clean(part)
@@ -126,7 +130,7 @@ class Analysis:
         return max(back) - window.end
 
     def result(self) -> dict[str, Any]:
-        tally: dict[str, list] = {k: [] for k in ("without", "duplicates", "mismatch", "claimed_not_on_wire", "defects",
+        tally: dict[str, list] = {k: [] for k in ("without", "without_covered", "capture_lag", "duplicates", "mismatch", "claimed_not_on_wire", "defects",
                                                   "model_misses", "defects_ejected", "offsets", "defects_covered",
                                                   "shipped", "false_rejects")}  # fmt: skip
         for part in range(self.plan.parts):
@@ -149,6 +153,7 @@ def summarize(analysis: Analysis, tally: dict[str, list], parts: list[dict], rec
     """The report's dict (the must-be-zero counters first)."""
     camera = analysis.outcome.camera
     offsets = np.array(tally["offsets"] or [np.nan])
+    lag = np.array(tally["capture_lag"] or [np.nan])
     false_rejects = tally["false_rejects"]
     return {
         "parts": analysis.plan.parts,
@@ -159,6 +164,7 @@ def summarize(analysis: Analysis, tally: dict[str, list], parts: list[dict], rec
         "recovery_s": {kind: _stats(values) for kind, values in sorted(recovery.items())},
         "parts_seen": dict(Counter(status for _, status in camera.values())),
         "decisions_logged": len(parts),
+        "parts_without_decision_covered_by_alarm": len(tally["without_covered"]),
         "duplicate_decisions": len(tally["duplicates"]),
         "decisions_matching_no_part": analysis.unmatched,
         "verdicts": dict(Counter(r["verdict"] for r in parts)),
@@ -173,6 +179,7 @@ def summarize(analysis: Analysis, tally: dict[str, list], parts: list[dict], rec
         "false_rejects_by_cause": dict(Counter(cause for _, cause, _ in false_rejects)),
         "false_rejects_by_fault": dict(Counter(fault for _, _, fault in false_rejects)),
         "pulse_offset_ms": {q: round(float(np.nanpercentile(offsets, p)), 1) for q, p in (("p50", 50), ("p99", 99))},
+        "capture_lag_ms": {q: round(float(np.nanpercentile(lag, p)), 1) for q, p in (("p50", 50), ("p99", 99))},
         "unhealthy_periods": len(analysis.unhealthy.intervals),
         "faults": dict(Counter(w.kind for w in analysis.windows)),
         "listed": {

@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from soak.device import act_as_device
 from soak.source import HEADER
 
 SEND_TIMEOUT_S = 0.5
@@ -108,6 +109,7 @@ class Camera:
 
 
 def main() -> None:
+    act_as_device()
     camera = Camera(json.loads(Path(sys.argv[1]).read_text()))
     threading.Thread(target=camera.accept_forever, daemon=True).start()
     camera.say(f"ready {camera.server.getsockname()[1]}")

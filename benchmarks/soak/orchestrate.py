@@ -3,6 +3,7 @@ feeding it, and the outages of the plan injected into the stand-ins when the bel
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from soak.camera_link import CameraLink, child_env
 from soak.plan import Fault, Plan
-from soak.plant import COUNTS_PER_S, Plc, RejectDisk, Relay
+from soak.plant import Plc, RejectDisk, Relay
+from soak.plc import COUNTS_PER_S
 
 START_TIMEOUT_S = 180.0  # a runtime start (imports, model load, warm-up) on a loaded machine
 STOP_TIMEOUT_S = 60.0
@@ -36,6 +38,7 @@ class Settings:
     disk_mb: float = 2.0
     save_cap_mb: float = 1.5
     log_max_mb: float = 1.0  # small, so the soak rotates the results log
+    line_nice: int = -5  # the runtime's priority: a line computer runs nothing else, this machine is shared
 
 
 @dataclass
@@ -107,9 +110,8 @@ class Soak:
 
     def run(self) -> Outcome:
         with ExitStack() as stack:
-            self.plc = Plc()
-            self.plc.start()
-            stack.callback(self.plc.stop)
+            self.plc = Plc(self.work)
+            stack.callback(self.plc.close)
             self.relay = Relay(self.work)
             self.relay.start()
             stack.callback(self.relay.kill)
@@ -123,7 +125,7 @@ class Soak:
             bounds = [0, *self.plan.restarts, self.plan.parts]
             for index in range(len(bounds) - 1):
                 self._segment(index, bounds[index], bounds[index + 1])
-        return Outcome(dict(self.camera.parts), self.windows, self.segments, dict(self.plc.coils),
+        return Outcome(dict(self.camera.parts), self.windows, self.segments, self.plc.coils(),
                        self.relay.wire_log, self.work / "results.jsonl")  # fmt: skip
 
     # ---- one runtime process ------------------------------------------------------------------------------
@@ -134,6 +136,10 @@ class Soak:
         segment = Segment(index, encoder, time.time())
         with open(self.work / f"runtime{len(self.segments):02d}.err", "w") as err:
             self._proc = subprocess.Popen(command, stdout=err, stderr=err, env=child_env())
+        try:  # before it starts its threads, which inherit it
+            os.setpriority(os.PRIO_PROCESS, self._proc.pid, self.settings.line_nice)
+        except OSError:  # not root: it runs at the default priority
+            pass
         self.segments.append(segment)
         up = self.camera.wait_for(
             lambda: any(c > segment.started for c in self.camera.connections) or self._proc.poll() is not None,
@@ -192,8 +198,7 @@ class Soak:
         actions = {
             "serial_loss": (self.relay.kill, self.relay.start),
             "modbus_restart": (self.plc.stop, self.plc.start),
-            "encoder_fail": (lambda: setattr(self.plc, "encoder_fail", True),
-                             lambda: setattr(self.plc, "encoder_fail", False)),
+            "encoder_fail": (lambda: self.plc.encoder_fail(True), lambda: self.plc.encoder_fail(False)),
             "disk_full": (self.disk.fill, self.disk.free) if self.disk else (lambda: None, lambda: None),
         }  # fmt: skip
         begin, end = actions[fault.kind]

@@ -28,6 +28,7 @@ OUTAGE_S = {
     "disk_full": (2.0, 4.0),
 }
 MARGIN = 30  # parts kept clear of faults after each (re)start and before each stop
+SEPARATION = 6  # parts between a frame fault and any other fault
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,20 @@ def make_plan(parts: int, kinds: tuple[str, ...], seed: int) -> Plan:
     for kind in (k for k in PART_FAULTS if k in kinds):
         for part in spread(count_for(kind, parts), MARGIN, parts - MARGIN, rng):
             count = rng.randint(1, 4) if kind == "drop" else 1
-            plan.faults.append(Fault(kind, _clear_of(part, clear, parts), count=count))
+            plan.faults.append(Fault(kind, _free_part(part, plan.faults, clear, parts), count=count))
     plan.faults.sort(key=lambda f: f.part)
     plan.encoder_segments = sorted({plan.segment_of(f.part) for f in plan.faults if f.kind == "encoder_fail"})
     return plan
+
+
+def _free_part(part: int, faults: list[Fault], clear: list[tuple[int, int]], parts: int) -> int:
+    """The part nearest `part` that is at least SEPARATION from every planned fault and clear of the margins."""
+    for step in range(parts):
+        for candidate in (part + step, part - step):
+            free = all(not f.part - SEPARATION < candidate < f.part + f.count + SEPARATION for f in faults)
+            if free and 0 <= candidate < parts and all(not low <= candidate < high for low, high in clear):
+                return candidate
+    return _clear_of(part, clear, parts)
 
 
 def _clear_of(part: int, clear: list[tuple[int, int]], parts: int) -> int:

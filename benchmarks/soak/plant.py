@@ -1,24 +1,22 @@
-"""The PLC side of the line, as real stand-ins: a pymodbus server (heartbeat coil, belt encoder register),
-a socat serial relay read by `soak.wire`, and a small tmpfs for the reject store. Each can fail on cue."""
+"""The PLC side of the line, as real stand-ins: the pymodbus PLC process (`soak.plc`: heartbeat and alarm
+coils, belt encoder register), a socat serial relay read by `soak.wire`, and a small tmpfs for the reject
+store. Each can fail on cue."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from lineside.errors import LinesideError
-
-HEARTBEAT_COIL = 0
-ALARM_COIL = 1
-ENCODER_REGISTER = 4
-COUNTS_PER_S = 1000.0
+from soak.camera_link import child_env
+from soak.device import DEVICE_NICENESS
+from soak.plc import ALARM_COIL, ENCODER_REGISTER, HEARTBEAT_COIL
 
 
 def free_port() -> int:
@@ -29,59 +27,53 @@ def free_port() -> int:
 
 
 class Plc:
-    """pymodbus TCP server on 127.0.0.1: records heartbeat and alarm coil writes; the encoder register holds the
-    belt count (COUNTS_PER_S, 16 bits) and answers with an exception while `encoder_fail` is set."""
+    """Handle on the `soak.plc` process: heartbeat and alarm coil writes land in `coils_log`; `stop`/`start`
+    take the server away and back; `encoder_fail(True)` makes counter reads fail."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path) -> None:
         self.port = free_port()
-        self.coils: dict[int, list[tuple[float, bool]]] = {HEARTBEAT_COIL: [], ALARM_COIL: []}  # (time.time(), value)
-        self.encoder_fail = False
-        self.encoder_errors = 0
-        self._start = time.monotonic()
-        self._loop = asyncio.new_event_loop()
-        self._server = None
-        threading.Thread(target=self._loop.run_forever, name="soak-plc", daemon=True).start()
+        self.coils_log = folder / "coils.log"
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "soak.plc", str(self.port), str(self.coils_log)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(),
+        )  # fmt: skip
+        self._answer()
 
-    async def _action(self, fc: int, start: int, address: int, count: int, registers: list, values: list | None):
-        from pymodbus.constants import ExcCodes
+    def _answer(self) -> None:
+        assert self._proc.stdout is not None
+        if self._proc.stdout.readline().strip() != "ok":
+            raise RuntimeError("the PLC stand-in did not answer")
 
-        if values is not None and fc == 5 and address in self.coils:
-            self.coils[address].append((time.time(), bool(values[0])))
-        if fc == 3 and address == ENCODER_REGISTER:
-            if self.encoder_fail:
-                self.encoder_errors += 1
-                return ExcCodes.DEVICE_BUSY
-            registers[address - start] = int((time.monotonic() - self._start) * COUNTS_PER_S) % 65536
-        return None
-
-    async def _serve(self) -> None:
-        from pymodbus.server import ModbusTcpServer
-        from pymodbus.simulator import DataType, SimData, SimDevice
-
-        bits, regs = DataType.BITS, DataType.REGISTERS
-        blocks = ([SimData(0, count=16, values=False, datatype=bits)], [SimData(0, count=16, values=False, datatype=bits)],
-                  [SimData(0, count=16, values=0, datatype=regs)], [SimData(0, count=16, values=0, datatype=regs)])  # fmt: skip
-        self._server = ModbusTcpServer(
-            SimDevice(id=1, simdata=blocks, action=self._action), address=("127.0.0.1", self.port)
-        )
-        await self._server.serve_forever()
-
-    def start(self) -> None:
-        """Serve (again) on the same port; returns once it accepts connections."""
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.02)
-        raise RuntimeError("the PLC stand-in did not start")
+    def command(self, line: str) -> None:
+        """Send one command and wait for its `ok`."""
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(line + "\n")
+        self._proc.stdin.flush()
+        self._answer()
 
     def stop(self) -> None:
-        """Stop serving (clients see the connection drop)."""
-        if self._server is not None:
-            asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(10)
-            self._server = None
+        self.command("stop")
+
+    def start(self) -> None:
+        self.command("start")
+
+    def encoder_fail(self, failing: bool) -> None:
+        self.command(f"encoder_fail {int(failing)}")
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write("quit\n")
+            self._proc.stdin.close()
+            self._proc.wait(10)
+
+    def coils(self) -> dict[int, list[tuple[float, bool]]]:
+        """Every coil write so far: address -> [(time.time(), value)]."""
+        written: dict[int, list[tuple[float, bool]]] = {HEARTBEAT_COIL: [], ALARM_COIL: []}
+        for line in self.coils_log.read_text().splitlines() if self.coils_log.exists() else []:
+            stamp, address, value = line.split()
+            written[int(address)].append((float(stamp), value == "1"))
+        return written
 
     def url(self, what: str) -> str:
         """modbus+tcp URL of the `heartbeat` or `alarm` coil, or the `encoder` register."""
@@ -108,15 +100,16 @@ class Relay:
             ["socat", f"pty,raw,echo=0,link={self.tty}", f"pty,raw,echo=0,link={self._plc_end}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        with contextlib.suppress(OSError):  # socat is the cable: it runs at the devices' priority (root only)
+            os.setpriority(os.PRIO_PROCESS, self._socat.pid, DEVICE_NICENESS)
         deadline = time.monotonic() + 5
         while not (self.tty.exists() and self._plc_end.exists()):
             if time.monotonic() > deadline:
                 raise RuntimeError("socat did not create the PTY pair")
             time.sleep(0.01)
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         self._wire = subprocess.Popen(
             [sys.executable, "-m", "soak.wire", str(self._plc_end), str(self.wire_log)],
-            stdout=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE, text=True, env=child_env(),
         )  # fmt: skip
         assert self._wire.stdout is not None
         if self._wire.stdout.readline().strip() != "ready":

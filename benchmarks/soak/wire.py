@@ -12,8 +12,11 @@ import os
 import sys
 import time
 
+from soak.device import act_as_device
+
 
 def main() -> None:
+    act_as_device()
     fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NOCTTY)
     buffer = b""
     print("ready", flush=True)
