@@ -181,5 +181,5 @@ def run(args: argparse.Namespace) -> int:
     thresholds = {**bundle.manifest.thresholds, **{r.name: r.threshold for r in results}}
     targets = {**bundle.manifest.calibrated_for, **{r.name: target for r in results}}
     update_bundle(bundle.path, thresholds=thresholds, calibrated_for=targets)
-    print(f"thresholds for {backend} ({target.graph}) written to {bundle.path / 'manifest.json'}")
+    print(f"thresholds written to {bundle.path / 'manifest.json'} (made for {backend}, {target.graph})")
     return 0
