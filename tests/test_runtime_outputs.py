@@ -17,13 +17,16 @@ import pytest
 from runtime_support import SerialListener, SocatPair, make_bundle, write_folder
 from serial_faults import protocol_dead
 
+from lineside.errors import LinesideError
 from lineside.runtime.actuators.base import ActuatorError, open_actuator
 from lineside.runtime.actuators.log import LogActuator
 from lineside.runtime.backends.onnxruntime import OrtBackend
 from lineside.runtime.dashboard.feed import line_stats
-from lineside.runtime.ejector import EjectorConfig
+from lineside.runtime.decision import Eject, Verdict
+from lineside.runtime.ejector import Ejector, EjectorConfig
 from lineside.runtime.pipeline import Pipeline
 from lineside.runtime.results import ResultsLog
+from lineside.runtime.runner import RunOptions, check_options
 from lineside.runtime.sources.base import source_factory
 from lineside.runtime.sources.capture import Capture, CaptureConfig
 
@@ -229,3 +232,37 @@ def test_an_exception_in_the_actuation_loop_makes_the_line_unhealthy_not_unactua
     assert all(parts[p]["eject"] == "ejected" for p in rejected)  # the pulses went on after the bug
     assert sum(on for _, on in relay.transitions) == len(rejected)
     assert pipeline.ejector.loop_errors > 0 and pipeline.health.seen["actuation"] >= 1  # held as a fault
+
+
+def test_fail_open_parts_are_logged_not_ejected_fail_open():
+    """Every part's outcome is named: fail-open lets ERROR and timed-out parts through, and says so."""
+    relay = LogActuator("log://")
+    relay.connect()
+    ejector = Ejector(relay, EjectorConfig(delay_s=0.05, pulse_s=0.01, fail_open=True))
+    now = time.monotonic()
+    assert ejector.register(0, now, Verdict.ERROR) is Eject.FAIL_OPEN  # a bad frame
+    for part in (1, 2, 3):
+        assert ejector.register(part, now) is Eject.PENDING
+    assert ejector.resolve(1, Verdict.PASS) is Eject.NONE
+    assert ejector.resolve(2, Verdict.REJECT) is Eject.PENDING
+    stop = threading.Event()
+    stop.set()  # finish what is in flight, then return
+    ejector.run(stop)
+    events = []
+    while not ejector.events.empty():
+        events.append(ejector.events.get())
+    assert [(e.part_id, e.eject, e.expired) for e in events] == [(3, Eject.FAIL_OPEN, True), (2, Eject.EJECTED, False)]
+    assert ejector.resolve(3, Verdict.PASS) is None  # its deadline decided it
+    assert ejector.outcomes == {"ejected": 1, "eject_failed": 0, "not_ejected_fail_open": 2}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"ejector": EjectorConfig(fault_stops_heartbeat=False)}, "--on-fault alarm needs --alarm"),
+        ({"ejector": EjectorConfig(encoder_timeout_s=1.0)}, "--encoder-timeout-ms needs --encoder"),
+    ],
+)
+def test_fault_options_are_checked(changes: dict, message: str):
+    with pytest.raises(LinesideError, match=message):
+        check_options(RunOptions(bundle=Path("bundle"), source="parts/", **changes))
