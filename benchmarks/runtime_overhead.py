@@ -5,6 +5,7 @@ results log), p50/p99, and check every part got exactly one logged decision.
     python benchmarks/runtime_overhead.py --bundle BUNDLE [--frames 600] [--frame-size 480x640] [--out DIR]
     python benchmarks/runtime_overhead.py --bundle BUNDLE --dashboard [--rounds 3]
     PYLON_CAMEMU=1 python benchmarks/runtime_overhead.py --bundle BUNDLE --source 'pylon://?trigger=software&ImageFilename={parts}&...'
+    python benchmarks/runtime_overhead.py --bundle BUNDLE --actuator 's7://PLC?area=DB&db=10&byte=0&bit=0' --publish mqtt://BROKER/T
 
 Writes DIR/runtime_overhead.json and DIR/runtime_overhead.md (a table) and prints the table.
 With --source the parts come from that `lineside run --source` (a GenICam camera: genicam://, pylon://) until
@@ -34,6 +35,7 @@ from tqdm import tqdm
 from lineside.atomic import atomic_write_json, atomic_write_text
 from lineside.bundle import load_bundle
 from lineside.errors import LinesideError
+from lineside.redact import redact
 from lineside.runtime.decision import resolve_threshold
 from lineside.runtime.ejector import EjectorConfig
 from lineside.runtime.runner import RunOptions, run_line
@@ -163,7 +165,7 @@ def replay(args: argparse.Namespace, folder: Path, log: Path, dashboard: str | N
         RunOptions(
             bundle=args.bundle, source=source, log_path=log, threshold=args.threshold, threads=args.threads,
             backend="ort", capture=capture, ejector=EjectorConfig(timeout_s=5.0), status=False,
-            dashboard=dashboard,
+            dashboard=dashboard, actuator=args.actuator, heartbeat=args.heartbeat, publish=args.publish,
         )
     )  # fmt: skip
     records = [r for r in map(json.loads, log.read_text().splitlines()) if r["type"] == "part"]
@@ -284,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="with --dashboard: off/on pairs to run (default 3)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--source", help="a `lineside run --source` (e.g. genicam://, pylon://) instead of the folder")
+    parser.add_argument("--actuator", default="log://", help="reject output URL (s7://, opcua://, serial://, ...)")
+    parser.add_argument("--heartbeat", help="heartbeat output URL")
+    parser.add_argument("--publish", help="publish every decision to this mqtt:// URL while measuring")
     args = parser.parse_args(argv)
     try:
         return measure(args)
@@ -323,6 +328,8 @@ def measure(args: argparse.Namespace) -> int:
         "input_size": list(bundle.manifest.input_size),
         "frame_size": f"{height}x{width}",
         "source": args.source or "folder replay",
+        "outputs": [redact(url) for url in (args.actuator, args.heartbeat) if url],
+        "publish": summary.get("publish"),
         "backend": summary["backend"],
         "threads": args.threads,
         "frames": args.frames,

@@ -140,7 +140,7 @@ class OpcUaActuator(Actuator):
     def __init__(self, url: str) -> None:
         super().__init__(redact_url(url))  # the URL shows up in logs and errors: never with its password
         self.target = parse_opcua_url(url)
-        self._loop = LoopThread("lineside-opcua")
+        self._loop: LoopThread | None = None  # started by the first connect
         self._client: Any = None
         self._node: Any = None
         self._closing: concurrent.futures.Future[None] | None = None
@@ -178,20 +178,22 @@ class OpcUaActuator(Actuator):
             import asyncua  # noqa: F401
         except ImportError as exc:
             raise missing_extra("asyncua", "opcua") from exc
+        if self._loop is None:
+            self._loop = LoopThread("lineside-opcua")
         self._loop.run(self._open(), self.target.timeout)
 
     def _write(self, on: bool) -> None:
         from asyncua import ua
 
-        node = self._node
-        if node is None:
+        node, loop = self._node, self._loop
+        if node is None or loop is None:
             raise ConnectionError("OPC UA session is not open")
         value = ua.DataValue(ua.Variant(on, ua.VariantType.Boolean))  # no timestamps: S7-1500 refuses writes with them
-        self._loop.run(node.write_attribute(ua.AttributeIds.Value, value), self.target.timeout)
+        loop.run(node.write_attribute(ua.AttributeIds.Value, value), self.target.timeout)
 
     def _disconnect(self) -> None:
         client, self._client, self._node = self._client, None, None
-        if client is not None:  # closing a session on a dead link can take a while: do not wait for it here
+        if client is not None and self._loop is not None:  # closing a session on a dead link takes a while: no wait
             self._closing = asyncio.run_coroutine_threadsafe(
                 asyncio.wait_for(_quiet_disconnect(client), self.target.timeout), self._loop.loop
             )
@@ -204,4 +206,5 @@ class OpcUaActuator(Actuator):
                 self._closing.result(self.target.timeout + 0.5)
             except (concurrent.futures.TimeoutError, asyncio.TimeoutError, concurrent.futures.CancelledError):
                 log.warning("actuator %s: the OPC UA session did not close in time", self.url)
-        self._loop.close()
+        if self._loop is not None:
+            self._loop.close()
