@@ -10,6 +10,7 @@ import asyncio
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 S7_DB = 10  # the data block the tests use; Q and M areas are registered too
@@ -104,9 +105,10 @@ class OpcUaServer:
     (the server's PostWrite callback). `stop()` and `start()` again restart it on the same port.
     """
 
-    def __init__(self, port: int | None = None, users: dict[str, str] | None = None) -> None:
+    def __init__(self, port: int | None = None, users: dict[str, str] | None = None, certs: Path | None = None) -> None:
         self.port = port or free_port()
         self.users = users
+        self.certs = certs  # with a folder: also Basic256Sha256 Sign / SignAndEncrypt, server certificate made there
         self.writes: list[tuple[float, str, bool]] = []  # (time.time(), node id string, value)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="opcua-test-server", daemon=True)
@@ -124,7 +126,16 @@ class OpcUaServer:
         server = Server(user_manager=_Users(self.users))
         await server.init()  # the standard address space: seconds on a busy 2-core box, so once per server
         server.set_endpoint(self.endpoint + "/")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        policies = [ua.SecurityPolicyType.NoSecurity]
+        if self.certs is not None:
+            key, cert = await make_certificate(self.certs, "server", "urn:lineside:test:server", server=True)
+            await server.load_certificate(str(cert))
+            await server.load_private_key(str(key))
+            policies += [
+                ua.SecurityPolicyType.Basic256Sha256_Sign,
+                ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+            ]
+        server.set_security_policy(policies)
         server.set_security_IDs(["Anonymous", "Username"])
         namespace = await server.register_namespace("urn:lineside:test")
         line = await server.nodes.objects.add_object(ua.NodeId("Line1", namespace), "Line1")
@@ -168,6 +179,18 @@ class OpcUaServer:
         self.stop()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+async def make_certificate(folder: Path, name: str, app_uri: str, server: bool = False) -> tuple[Path, Path]:
+    """A self-signed OPC UA application certificate (DER) and its key (PEM) in `folder`: (key, cert)."""
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key, cert = folder / f"{name}-key.pem", folder / f"{name}-cert.der"
+    use = [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+    await setup_self_signed_certificate(key, cert, app_uri, socket.gethostname(), use, {"commonName": name})
+    return key, cert
 
 
 class _Users:

@@ -3,12 +3,14 @@ exact bits and nodes written, link loss and server restart survived, every call 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
-from plc_support import S7_DB, OpcUaServer, S7Server, free_port
+from plc_support import S7_DB, OpcUaServer, S7Server, free_port, make_certificate
 
 from lineside.errors import LinesideError
 from lineside.runtime.actuators.base import Actuator, ActuatorError, open_actuator
@@ -64,8 +66,9 @@ def s7_server():
 
 
 @pytest.fixture(scope="module")
-def opcua_server():
-    server = OpcUaServer(users={"line": "s3cret"}).start()  # one per module: its address space takes seconds to load
+def opcua_server(tmp_path_factory: pytest.TempPathFactory):
+    certs = tmp_path_factory.mktemp("opcua-certs")
+    server = OpcUaServer(users={"line": "s3cret"}, certs=certs).start()  # one per module: loading takes seconds
     yield server
     server.close()
 
@@ -170,6 +173,23 @@ def test_opcua_user_login(opcua_server: OpcUaServer, monkeypatch: pytest.MonkeyP
     in_url.close()
     assert "wrong" not in str(info.value) and "line:***@" in str(info.value)
     assert in_url.health()["url"].startswith("opcua://line:***@")
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("mode", ["Sign", "SignAndEncrypt"])
+def test_opcua_secure_channel(opcua_server: OpcUaServer, tmp_path: Path, mode: str) -> None:
+    key, cert = asyncio.run(make_certificate(tmp_path, "client", "urn:lineside:test:client"))
+    query = f"security={mode}&policy=Basic256Sha256&cert={cert}&key={key}"
+    actuator = open_actuator(f"opcua://127.0.0.1:{opcua_server.port}/{HEARTBEAT}?{query}")
+    actuator.connect()
+    try:
+        actuator.set(True)
+        assert opcua_server.changes(HEARTBEAT)[-1][1] is True
+        channel = actuator._client.security_policy  # type: ignore[attr-defined]
+        assert channel.URI.endswith("#Basic256Sha256") and channel.Mode.name == mode
+    finally:
+        actuator.close()
+    assert opcua_server.changes(HEARTBEAT)[-1][1] is False
 
 
 class SilentPlc:
