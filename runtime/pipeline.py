@@ -154,8 +154,10 @@ class Pipeline:
         problem = frame.error or frame_problem(frame.image)
         if problem is not None:
             eject = self.ejector.register(frame.part_id, frame.capture_mono, Verdict.ERROR)
-            late = "; it had passed the ejector, NOT rejected" if eject is Eject.FAILED else ""
-            self._record(frame, Verdict.ERROR, f"bad frame: {problem}{late}", None, {}, eject, image=frame.image)
+            missed = eject is Eject.FAILED
+            late = "; it had passed the ejector, NOT rejected" if missed else ""
+            detail = {"eject_error": "the part had passed the ejector before it was decided"} if missed else None
+            self._record(frame, Verdict.ERROR, f"bad frame: {problem}{late}", None, {}, eject, detail, frame.image)
             if self.rejects is not None and frame.image is not None:
                 self.rejects.submit(frame.part_id, frame.image, None, self.threshold)
             return
@@ -333,7 +335,7 @@ class Pipeline:
             "reason": reason,
             **{key: value for key, value in (("cause", frame.cause), ("counter", frame.counter)) if value is not None},
             "eject": eject.value,
-            **(detail or {}),
+            **(detail or ({"eject_error": "the line stopped before the pulse"} if eject is Eject.FAILED else {})),
             "latency_ms": {key: round(value, 3) for key, value in latency.items()},
         }
         self.records.record(record, image, anomaly_map)

@@ -185,7 +185,12 @@ def test_inference_slower_than_the_line_drops_oldest_parts_as_rejects(tmp_path: 
     assert len(parts) == 30
     dropped = [p for p, r in parts.items() if (r["reason"] or "").startswith("dropped")]
     assert len(dropped) == counters.dropped >= 5
-    assert all(parts[p]["verdict"] == "ERROR" and "eject_time" in parts[p] for p in dropped)
+    assert all(parts[p]["verdict"] == "ERROR" for p in dropped)
+    # each dropped part got its 5 ms pulse, unless the loaded box woke the actuation thread after its window
+    # (then it says so instead of claiming an eject_time)
+    outcomes = [parts[p]["eject"] for p in dropped]
+    assert outcomes.count("ejected") >= len(dropped) - 2 and set(outcomes) <= {"ejected", "eject_failed"}
+    assert all(("eject_time" in parts[p]) == (parts[p]["eject"] == "ejected") for p in dropped)
     inspected = [p for p in parts if p not in dropped]
     assert all(parts[p]["verdict"] == ("REJECT" if defects[p] else "PASS") for p in inspected)
     assert pipeline.ejector.pulses == len(dropped) + sum(defects[p] for p in inspected)
