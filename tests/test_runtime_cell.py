@@ -5,13 +5,15 @@ reject outputs must pulse, each at capture + delay, and the subscriber must see 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from mqtt_support import Broker, Subscriber
 from plc_support import S7_DB, OpcUaServer, S7Server
-from runtime_support import make_bundle, write_video
+from runtime_support import make_bundle, write_folder, write_video
 from test_runtime_e2e import DEFECTS, DELAY_S, PULSE_S, RATE, _assert_rejections
 
 from lineside.runtime.ejector import EjectorConfig
@@ -96,3 +98,39 @@ def test_cell_with_opcua_plc_and_mqtt(tmp_path: Path) -> None:
     _assert_heartbeat(plc.changes("ns=2;s=Line1.Heartbeat"))
     assert summary["actuator_errors"] == 0 and not summary["output_failed"]
     _assert_published(summary, records, subscriber)
+
+
+def _lineside(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lineside", "run", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.network
+def test_lineside_run_cli_with_s7_and_publish(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "bundle").path
+    folder = write_folder(tmp_path / "parts", [i % 5 == 2 for i in range(10)])
+    plc, broker = S7Server().start(), Broker(tmp_path / "broker").start()
+    reject = f"s7://127.0.0.1:{plc.port}?area=DB&db={S7_DB}&byte=1&bit=0"
+    publish = f"mqtt://127.0.0.1:{broker.port}/{TOPIC}?client_id=cli"
+    subscriber = Subscriber(broker.port, TOPIC)
+    try:
+        bad = [
+            (["--actuator", reject.replace(f"db={S7_DB}", "db=99")], "DB99.DBX1.0 refused"),
+            (["--publish", f"mqtt://127.0.0.1:{broker.port}"], "give broker and topic"),
+            (["--actuator", "s7://127.0.0.1?area=X&byte=0&bit=0"], "area must be one of Q, M, DB"),
+        ]
+        for args, message in bad:
+            done = _lineside(str(bundle), "--source", str(folder), "--quiet", *args)
+            errors = [e for e in done.stderr.splitlines() if "error" in e]
+            assert done.returncode == 2 and len(errors) == 1 and message in errors[0], done.stderr
+        done = _lineside(str(bundle), "--source", str(folder), "--rate", "10", "--delay-ms", "200", "--quiet",
+                         "--actuator", reject, "--publish", publish)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout.splitlines()[-1])
+        decisions = subscriber.wait_for(10)
+    finally:
+        subscriber.close()
+        plc.stop()
+        broker.stop()
+    assert summary["verdicts"]["REJECT"] == 2 and summary["publish"]["published"] == 10
+    assert sorted(d["part_id"] for d in decisions) == list(range(10))
+    assert [on for _, on in plc.bit_changes("DB", S7_DB, 1, 0)] == [False, True, False, True, False]
