@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -24,23 +25,78 @@ def needs_mosquitto() -> str:
     return MOSQUITTO
 
 
-class Broker:
-    """mosquitto with a generated config: 127.0.0.1 only, anonymous, persistence (sessions survive a restart)."""
+def make_tls(folder: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, server.pem, server.key)."""
+    import datetime
+    import ipaddress
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("lineside test CA")).issuer_name(name("lineside test CA"))
+        .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    server = (
+        x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject).public_key(key.public_key())
+        .serial_number(2).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+class Broker:
+    """mosquitto with a generated config: 127.0.0.1 only, persistence (sessions survive a restart); anonymous, or
+    with `users` a password file; with `tls` (ca, cert, key) a TLS listener."""
+
+    def __init__(
+        self,
+        folder: Path,
+        port: int | None = None,
+        users: dict[str, str] | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
         self.binary = needs_mosquitto()
         self.port = port or free_port()
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "mosquitto.conf"
+        access = "allow_anonymous true\n"
+        if users:
+            passwords = folder / "passwd"
+            for user, password in users.items():
+                create = [] if passwords.exists() else ["-c"]
+                subprocess.run(
+                    ["mosquitto_passwd", *create, "-b", str(passwords), user, password], check=True, capture_output=True
+                )
+            access = f"allow_anonymous false\npassword_file {passwords}\n"
+        if tls:
+            access += f"cafile {tls[0]}\ncertfile {tls[1]}\nkeyfile {tls[2]}\n"
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"{access}"
             "persistence true\n"
             f"persistence_location {folder}/\n"
             "max_queued_messages 0\n"  # no broker-side cap for offline persistent subscribers
             "max_inflight_messages 0\n"
             f"log_dest file {folder}/mosquitto.log\n"
+            + ("user root\n" if os.geteuid() == 0 else "")  # else it drops to `mosquitto`, who cannot read tmp_path
         )
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -75,7 +131,14 @@ class Broker:
 class Subscriber:
     """A persistent-session QoS 1 subscriber to TOPIC and TOPIC/#: it also gets what arrives while it reconnects."""
 
-    def __init__(self, port: int, topic: str, client_id: str = "lineside-test-subscriber") -> None:
+    def __init__(
+        self,
+        port: int,
+        topic: str,
+        client_id: str = "lineside-test-subscriber",
+        ca: Path | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, dict[str, Any]]] = []
@@ -87,6 +150,10 @@ class Subscriber:
         client.on_connect = lambda c, *_: c.subscribe([(topic, 1), (f"{topic}/#", 1)])
         client.on_subscribe = lambda *_: self._subscribed.set()
         client.on_message = self._message
+        if ca is not None:
+            client.tls_set(ca_certs=str(ca))
+        if login is not None:
+            client.username_pw_set(*login)
         client.connect("127.0.0.1", port, keepalive=10)
         client.loop_start()
         if not self._subscribed.wait(10):

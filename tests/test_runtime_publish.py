@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mqtt_support import Broker, Subscriber, needs_mosquitto
+from mqtt_support import Broker, Subscriber, make_tls, needs_mosquitto
 
 from lineside.errors import LinesideError
 from lineside.runtime.publish import MqttPublisher, fan_out, parse_mqtt_url
@@ -151,6 +151,32 @@ def test_absent_broker_does_not_stop_the_line(tmp_path: Path) -> None:
             subscriber.close()
         broker.stop()
     assert counters["published"] == 120 - counters["dropped"] and counters["queued"] == 0
+
+
+@pytest.mark.network
+def test_tls_and_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ca, cert, key = make_tls(tmp_path / "tls")
+    broker = Broker(tmp_path / "broker", users={"line3": "pa55"}, tls=(ca, cert, key)).start()
+    subscriber = Subscriber(broker.port, TOPIC, ca=ca, login=("line3", "pa55"))
+    monkeypatch.setenv("LINESIDE_TEST_MQTT_PASSWORD", "pa55")
+    url = f"mqtts://line3@127.0.0.1:{broker.port}/{TOPIC}?ca={ca}&password_env=LINESIDE_TEST_MQTT_PASSWORD"
+    try:
+        publisher = MqttPublisher(url)
+        publisher.start()
+        _feed(publisher, 0, 50, rate=1000.0)
+        counters = publisher.close()
+        decisions = subscriber.wait_for(50)
+        with pytest.raises(LinesideError, match="refused the connection") as info:
+            MqttPublisher(url.replace("line3@", "line3:wrong@").split("&password_env")[0]).start()
+        assert "wrong" not in str(info.value)
+        untrusted = MqttPublisher(url.split("?")[0] + "?password_env=LINESIDE_TEST_MQTT_PASSWORD")  # system CAs
+        untrusted.start()  # the broker's certificate does not verify: no connection, and the line goes on
+        assert not untrusted.connected
+        untrusted.close(flush_s=0.5)
+    finally:
+        subscriber.close()
+        broker.stop()
+    assert counters["published"] == 50 and sorted(d["part_id"] for d in decisions) == list(range(50))
 
 
 def test_fan_out_calls_every_observer() -> None:
