@@ -53,6 +53,7 @@ class EjectorConfig:
     delay_counts: float | None = None  # with an encoder: capture -> ejector distance in counts (replaces delay_s)
     encoder_timeout_s: float | None = None  # encoder outage: how long a part waits for a position (default: 2 travels)
     fault_stops_heartbeat: bool = True  # False (only with an alarm output): a fault raises the alarm, the beat goes on
+    refresh_s: float | None = 1.0  # re-write the reject and alarm outputs' state this often: a dead link shows early
 
     def rejects(self, verdict: Verdict | None) -> bool:
         """Whether a part with this verdict (None: no verdict by its deadline) gets a reject pulse."""
@@ -301,12 +302,12 @@ class Ejector:
                 events += self._reach(now, position)
             reject_on, wake = self._wanted(now)
         was_on, issued = self.actuator.state is True, time.monotonic()
-        ok = self._drive(self.actuator, reject_on)
+        ok = self._drive(self.actuator, reject_on, self.config.refresh_s)
         if self.actuator.state is True and not was_on:
             self._on_since = issued  # the device switches when the command arrives, not when it is acknowledged
         try:
             beat_on, alarm_on, beat_edge = self._signals(now)
-            ok = self._drive(self.heartbeat, beat_on) & self._drive(self.alarm, alarm_on) & ok
+            ok = self._drive(self.heartbeat, beat_on) & self._drive(self.alarm, alarm_on, self.config.refresh_s) & ok
         finally:  # whatever the health outputs did, the pulses' outcomes are reported
             with self._wake:
                 events += self._settle(now, self.actuator.state is True)
@@ -324,10 +325,15 @@ class Ejector:
         edge = (int(now / period) + 1) * period if self.heartbeat is not None else now + IDLE_S
         return beat_on, bool(faults) and not self._closing, edge
 
-    def _drive(self, output: Actuator | None, on: bool) -> bool:
-        """Bring `output` to `on`; False when the write failed (retried on the next pass)."""
-        if output is None or output.state is on:
+    def _drive(self, output: Actuator | None, on: bool, refresh_s: float | None = None) -> bool:
+        """Bring `output` to `on` (again, if its last write is older than `refresh_s`, so a link that died
+        while nothing was to be written is found before the next part needs it); False when the write failed."""
+        if output is None:
             return True
+        if output.state is on:
+            last = output.last_write
+            if refresh_s is None or last is None or time.monotonic() - last < refresh_s:
+                return True
         try:
             output.set(on)
             return True

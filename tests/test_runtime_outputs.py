@@ -91,7 +91,8 @@ def test_dead_reject_relay_stops_the_heartbeat_raises_the_alarm_and_logs_eject_f
     pipeline = Pipeline(capture, backend, log, 0.7, config, relay, heartbeat=beat, alarm=alarm, paced=True)
 
     def unplug_after_four_pulses() -> None:  # between the pulses of parts 9 and 12
-        while relay.writes < 8 and capture.stats.frames < 24:
+        written = dead_port.WRITTEN
+        while not (written.count(b"ON\n") >= 4 and written[-1] == b"OFF\n") and capture.stats.frames < 24:
             time.sleep(0.005)
         dead_port.UNPLUGGED.set()
 
@@ -118,6 +119,30 @@ def test_dead_reject_relay_stops_the_heartbeat_raises_the_alarm_and_logs_eject_f
     assert not stats["healthy"] and "reject output" in stats["faults"]
     assert stats["eject"] == {"ejected": 4, "eject_failed": 4, "not_ejected_fail_open": 0}
     assert stats["outputs"][0]["ok"] is False and stats["outputs"][0]["errors"] >= 1
+
+
+def test_a_relay_that_dies_between_defects_is_found_by_the_refresh(dead_port):
+    """Finding 1: with no defect to pulse, nothing was written, so a dead relay was found only by the next defect
+    (which then shipped). The reject output's state is re-written every `refresh_s`."""
+    relay = open_actuator("serial://dead://?on=ON&off=OFF")
+    beat = LogActuator("log://heartbeat")
+    relay.connect(), beat.connect()
+    ejector = Ejector(relay, EjectorConfig(heartbeat_s=0.02, refresh_s=0.1), heartbeat=beat)
+    stop = threading.Event()
+    loop = threading.Thread(target=ejector.run, args=(stop,))
+    loop.start()
+    time.sleep(0.3)
+    refreshed = dead_port.WRITTEN.count(b"OFF\n")
+    dead_port.UNPLUGGED.set()
+    unplugged = time.monotonic()
+    time.sleep(0.4)
+    faults = ejector.health.faults()
+    stop.set()
+    loop.join(5)
+    ejector.close()
+    assert refreshed >= 3  # OFF at connect, then every 0.1 s
+    assert "reject output" in faults and "Input/output error" in faults["reject output"]
+    assert not any(on for t, on in beat.transitions if t > unplugged + 0.15)  # found within one refresh
 
 
 def test_socat_link_killed_mid_run_exits_3_with_eject_failed_parts(tmp_path: Path):

@@ -58,6 +58,7 @@ class Actuator(ABC):
         writes        successful writes so far
         last_error    the last failure as text, None before any
         last_failure  `time.monotonic()` of the last failure, None before any
+        last_write    `time.monotonic()` of the last successful write (connect's OFF included), None before any
         health()      the above as a JSON-able dict (URL credentials removed), for status pages
     A subclass implements only `_connect`, `_write` and `_disconnect`, and lets every failure raise (any
     exception type): an error swallowed in `_write` makes a dead output look healthy, and then a part that
@@ -73,6 +74,7 @@ class Actuator(ABC):
         self.writes = 0
         self.last_error: str | None = None
         self.last_failure: float | None = None
+        self.last_write: float | None = None
         self._connected = False
         self._retry_s = retry_s
         self._retry_max_s = retry_max_s
@@ -97,7 +99,7 @@ class Actuator(ABC):
             self._connect()
             self._connected = True
             self._write(False)
-            self.state, self.ok = False, True
+            self.state, self.ok, self.last_write = False, True, time.monotonic()
         except LinesideError:
             raise
         except Exception as exc:  # start-up: tell the user which output does not answer
@@ -120,7 +122,7 @@ class Actuator(ABC):
             self._write(on)
         except Exception as exc:  # any driver error means the link dropped
             self._fail(now, exc)
-        self.state, self.ok = on, True
+        self.state, self.ok, self.last_write = on, True, time.monotonic()
         self.writes += 1
         self._delay = self._retry_s
 
