@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -134,3 +136,37 @@ def test_lineside_run_cli_with_s7_and_publish(tmp_path: Path) -> None:
     assert summary["verdicts"]["REJECT"] == 2 and summary["publish"]["published"] == 10
     assert sorted(d["part_id"] for d in decisions) == list(range(10))
     assert [on for _, on in plc.bit_changes("DB", S7_DB, 1, 0)] == [False, True, False, True, False]
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_plc_outage_makes_the_line_unhealthy_and_pulses_resume(tmp_path: Path) -> None:
+    defects = [i % 3 == 0 for i in range(40)]
+    folder = write_folder(tmp_path / "parts", defects)
+    plc = S7Server().start()
+    base = f"s7://127.0.0.1:{plc.port}?timeout=0.3"
+    options = RunOptions(
+        bundle=make_bundle(tmp_path / "bundle").path, source=str(folder), log_path=tmp_path / "r.jsonl",
+        actuator=f"{base}&area=DB&db={S7_DB}&byte=0&bit=0", heartbeat=f"{base}&area=M&byte=0&bit=1", status=False,
+        capture=CaptureConfig(rate=12), ejector=EjectorConfig(delay_s=0.2, pulse_s=0.03, heartbeat_s=0.1),
+    )  # fmt: skip
+    result: dict = {}
+    line = threading.Thread(target=lambda: result.update(run_line(options)))
+    line.start()
+    time.sleep(1.2)
+    plc.stop()  # the PLC goes away for a second and a half
+    time.sleep(1.5)
+    revived = S7Server(plc.port).start()
+    up_at = time.time()
+    line.join(30)
+    revived.stop()
+    assert not line.is_alive()
+    records = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    parts = {r["part_id"]: r for r in records if r["type"] == "part"}
+    assert sorted(parts) == list(range(40))  # every part logged once, outage or not
+    assert result["output_failed"] and result["outputs"][0]["errors"] > 0 and result["outputs"][0]["ok"]
+    assert result["faults"]["reject output"] >= 1 and result["faults"]["heartbeat output"] >= 1  # line was unhealthy
+    assert any(p["eject"] == "eject_failed" for p in parts.values())  # pulses lost in the outage are said so
+    late_rejects = [t for t, on in revived.bit_changes("DB", S7_DB, 0, 0) if on and t > up_at]
+    assert late_rejects  # pulses resume on the returned link
+    assert revived.db[0] & 1 == 0 and revived.m[0] & 2 == 0  # both outputs left off
