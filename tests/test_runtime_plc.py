@@ -244,3 +244,29 @@ def test_dead_port_is_refused_quickly() -> None:
     with pytest.raises(LinesideError, match="does not respond"):
         actuator.connect()
     actuator.close()
+
+
+def _cell_doc_commands() -> list[str]:
+    """The `lineside run` commands of docs/cell.md's PLC and MQTT sections, continuation lines joined."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cell.md").read_text(encoding="utf-8")
+    text = doc[doc.index("## PLC outputs") :].replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("lineside run ")]
+
+
+@pytest.mark.parametrize("command", _cell_doc_commands())
+def test_cell_doc_commands_parse_and_their_urls_are_accepted(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    from lineside.cli import build_parser
+    from lineside.runtime.publish import parse_mqtt_url
+
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    for url in (args.actuator, args.heartbeat):
+        if url is not None:
+            assert open_actuator(url).url == url
+    if args.publish:
+        (tmp_path / "ca.pem").write_text("")
+        monkeypatch.setenv("MQTT_PASSWORD", "x")
+        assert parse_mqtt_url(args.publish.replace("/etc/lineside/ca.pem", str(tmp_path / "ca.pem"))).topic
