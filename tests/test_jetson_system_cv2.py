@@ -83,4 +83,4 @@ def test_system_site_venv_runtime_install_keeps_the_system_gstreamer_cv2(tmp_pat
     assert line.returncode == 0, line.stderr
     assert line.stdout.startswith("12 parts:")
     parts = [r for r in map(json.loads, log.read_text().splitlines()) if r["type"] == "part"]
-    assert [r["part_id"] for r in parts] == list(range(12))
+    assert sorted(r["part_id"] for r in parts) == list(range(12))  # a reject is logged when its pulse is over
