@@ -269,10 +269,16 @@ class MqttPublisher:
         while True:
             try:
                 record = self._handoff.get(timeout=max(0.0, min(0.1, next_status - time.monotonic())))
-                self._send_decision(record)
             except queue.Empty:
                 if self._stop.is_set():
                     return
+            else:
+                try:
+                    self._send_decision(record)
+                except Exception:  # one record that cannot be sent must not end publishing
+                    log.exception("MQTT: part %s could not be published", record.get("part_id"))
+                    with self._lock:
+                        self.dropped += 1
             if time.monotonic() >= next_status:
                 self._publish(f"{self.target.topic}/status", self.status("running"), retain=True)
                 next_status = time.monotonic() + self.target.status_s
@@ -287,9 +293,13 @@ class MqttPublisher:
 
     def status(self, state: str) -> dict[str, Any]:
         """The status message: the line's figures plus this publisher's counters."""
+        try:
+            line = self._status()
+        except Exception as exc:  # a broken figure must not stop the status (nor the decisions behind it)
+            line = {"status_error": f"{type(exc).__name__}: {exc}"}
         return {
             "type": "status", "station": self.station, "run_id": self.run_id, "time": time.time(), "state": state,
-            **self._status(), "publish": self.counters(),
+            **line, "publish": self.counters(),
         }  # fmt: skip
 
     def close(self, flush_s: float = 5.0) -> dict[str, Any]:

@@ -179,6 +179,25 @@ def test_tls_and_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert counters["published"] == 50 and sorted(d["part_id"] for d in decisions) == list(range(50))
 
 
+@pytest.mark.network
+def test_an_unsendable_record_or_a_broken_status_does_not_stop_publishing(tmp_path: Path) -> None:
+    broker = Broker(tmp_path / "broker").start()
+    subscriber = Subscriber(broker.port, TOPIC)
+    publisher = MqttPublisher(f"mqtt://127.0.0.1:{broker.port}/{TOPIC}?status_s=0.1")
+    try:
+        publisher.start(status=lambda: 1 / 0)  # type: ignore[arg-type, return-value]
+        publisher.decided({**_record(0), "score": object()}, None, None)  # not JSON
+        _feed(publisher, 1, 20, rate=200.0)
+        counters = publisher.close()
+        decisions = subscriber.wait_for(20)
+    finally:
+        subscriber.close()
+        broker.stop()
+    assert sorted(d["part_id"] for d in decisions) == list(range(1, 21))
+    assert counters["dropped"] == 1 and counters["published"] == 20
+    assert subscriber.statuses()[-1]["status_error"] == "ZeroDivisionError: division by zero"
+
+
 def test_fan_out_calls_every_observer() -> None:
     seen: list[tuple[str, int]] = []
 
