@@ -189,9 +189,11 @@ class SlowFailingObserver:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.threads: set[str] = set()
 
     def decided(self, record: dict, image: np.ndarray | None, anomaly_map: np.ndarray | None) -> None:
         self.calls += 1
+        self.threads.add(threading.current_thread().name)
         time.sleep(0.15)
         if self.calls == 3:
             raise KeyError("latency_ms")
@@ -224,6 +226,7 @@ def test_actuation_never_waits_for_records_or_observers(tmp_path: Path):
     parts = _parts(tmp_path / "r.jsonl")
     assert len(parts) == 8 and all(r["reason"].startswith("timeout") for r in parts.values())
     assert observer.calls == 8  # the observer's exception cost neither a record nor the calls after it
+    assert "lineside-actuation" not in observer.threads  # the actuation thread never calls back into the line
     ons = [t for t, on in list(relay.transitions)[1:] if on]
     due = [r["capture_time"] - wall_minus_mono + 0.2 for r in parts.values()]
     assert len(ons) == 8
