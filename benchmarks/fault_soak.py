@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, required=True, help="labelled parts: a `lineside synth` folder")
     parser.add_argument("--class", dest="category", help="category whose test images are the parts (default: first)")
     parser.add_argument("--parts", type=int, default=10_000)
-    parser.add_argument("--rate", type=float, default=40.0, help="parts/s on the belt (default 40)")
+    parser.add_argument("--rate", type=float, default=15.0, help="parts/s on the belt (default 15)")
     parser.add_argument("--faults", default="all", help=f"comma-separated kinds or 'all': {','.join(KINDS)}")
     parser.add_argument("--seed", type=int, default=0, help="fault schedule and part order")
     parser.add_argument("--defect-rate", type=float, default=0.1)

@@ -29,7 +29,7 @@ class Settings:
 
     bundle: Path
     class_name: str | None
-    rate: float = 40.0  # parts/s
+    rate: float = 15.0  # parts/s
     delay_ms: float = 400.0  # camera -> ejector
     pulse_ms: float = 20.0
     stall_s: float = 0.3

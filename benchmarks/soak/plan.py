@@ -4,7 +4,7 @@ Part-level faults (the camera applies them to one frame): `drop` (a burst of 1-4
 `corrupt` (a truncated JPEG). Connection faults (the camera's link hangs or closes): `stall`,
 `disconnect`. Outages of a stand-in for a drawn time: `serial_loss` (socat killed and restarted),
 `modbus_restart` (the PLC server stopped and started), `encoder_fail` (the PLC answers counter reads
-with an exception; only in segments that run with --encoder), `disk_full` (the reject store's tmpfs
+with an exception; all in the middle segment, the one that runs with --encoder), `disk_full` (the reject store's tmpfs
 filled up). `restart`: SIGTERM to the runtime and a new process (segment boundary).
 """
 
@@ -80,9 +80,17 @@ def make_plan(parts: int, kinds: tuple[str, ...], seed: int) -> Plan:
         plan.restarts = spread(count_for("restart", parts), MARGIN * 2, parts - MARGIN * 2, rng)
     bounds = [0, *plan.restarts, parts]
     clear = [(b - MARGIN, b + MARGIN) for b in bounds]
-    timed = [k for k in (*LINK_FAULTS, *OUTAGES) if k in kinds for _ in range(count_for(k, parts))]
+    timed = [
+        k for k in (*LINK_FAULTS, *OUTAGES) if k in kinds and k != "encoder_fail" for _ in range(count_for(k, parts))
+    ]
     rng.shuffle(timed)
-    for kind, part in zip(timed, spread(len(timed), MARGIN, parts - MARGIN, rng), strict=True):
+    places = spread(len(timed), MARGIN, parts - MARGIN, rng)
+    if "encoder_fail" in kinds:  # one segment, the middle one, runs with --encoder and gets every encoder fault
+        middle = len(bounds) // 2 - 1
+        plan.encoder_segments = [middle]
+        encoder = spread(count_for("encoder_fail", parts), bounds[middle] + MARGIN, bounds[middle + 1] - MARGIN, rng)
+        timed, places = timed + ["encoder_fail"] * len(encoder), places + encoder
+    for kind, part in zip(timed, places, strict=True):
         part = _clear_of(part, clear, parts)
         low, high = OUTAGE_S.get(kind, (0.0, 0.0))
         plan.faults.append(Fault(kind, part, duration_s=round(rng.uniform(low, high), 2)))
@@ -91,7 +99,6 @@ def make_plan(parts: int, kinds: tuple[str, ...], seed: int) -> Plan:
             count = rng.randint(1, 4) if kind == "drop" else 1
             plan.faults.append(Fault(kind, _free_part(part, plan.faults, clear, parts), count=count))
     plan.faults.sort(key=lambda f: f.part)
-    plan.encoder_segments = sorted({plan.segment_of(f.part) for f in plan.faults if f.kind == "encoder_fail"})
     return plan
 
 
