@@ -114,6 +114,7 @@ def test_bayer_rgb_mono_conversion_matches_pylons_own_converter(tmp_path: Path):
 def test_aravis_software_trigger_frames_ids_and_readback(fake_camera, pixel_format, caplog):
     caplog.set_level(logging.INFO)
     url = f"genicam://{ADDRESS}?trigger=software&pixel_format={pixel_format}&exposure_us=1500&Width=320&Height=240"
+    url += "&timeout_ms=3000"  # the first frame of a fresh stream on a loaded 2-core machine can take > 1 s
     source = source_factory(url)()
     try:
         frames = [(*source.read(), source.last_counter) for _ in range(4)]

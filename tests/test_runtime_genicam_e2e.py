@@ -66,7 +66,8 @@ def test_fake_gige_camera_frame_ids_through_lineside_run(tmp_path: Path):
     try:
         bundle = make_bundle(tmp_path / "bundle").path
         log = tmp_path / "results.jsonl"
-        done = run_line(bundle, f"genicam://{ADDRESS}?trigger=software&pixel_format=Mono8", log, 15, "--rate", "20")
+        source = f"genicam://{ADDRESS}?trigger=software&pixel_format=Mono8&timeout_ms=3000"  # 3 s: a loaded machine
+        done = run_line(bundle, source, log, 15, "--rate", "20")
     finally:
         camera.stop()
     assert done.returncode == 0, done.stderr
