@@ -374,8 +374,10 @@ class Pipeline:
         self._decide_leftovers()
         self.ejector.close()
         records_done.set()
-        records.join(5)
-        self.records.unreported()
+        while records.is_alive() and not self.abort.is_set():
+            records.join(0.1)
+        if not records.is_alive():
+            self.records.unreported()
         return self.counters
 
     def _decide_leftovers(self) -> None:
