@@ -228,12 +228,12 @@ def test_a_silent_plc_never_blocks_longer_than_the_timeout(scheme: str) -> None:
         start = time.monotonic()
         with pytest.raises(LinesideError, match="does not respond"):
             actuator.connect()
-        assert time.monotonic() - start < 0.3 + 0.4
+        assert time.monotonic() - start < 0.3 + 1.0  # the drivers' own timeouts are 4-5 s; slack for a loaded box
         for _ in range(3):  # link down: later writes fail fast (back-off, or the stuck call not yet returned)
             start = time.monotonic()
             with pytest.raises(ActuatorError):
                 actuator.set(True)
-            assert time.monotonic() - start < 0.3 + 0.4
+            assert time.monotonic() - start < 0.3 + 1.0
     finally:
         actuator.close()
         plc.close()
