@@ -291,6 +291,12 @@ class MqttPublisher:
                 "published": self.published, "dropped": self.dropped,
             }  # fmt: skip
 
+    def brief(self) -> str:
+        """The publisher's part of the console status line."""
+        c = self.counters()
+        link = "" if c["connected"] else ", DISCONNECTED"
+        return f"mqtt published {c['published']}, queued {c['queued']}, dropped {c['dropped']}{link}"
+
     def status(self, state: str) -> dict[str, Any]:
         """The status message: the line's figures plus this publisher's counters."""
         try:

@@ -207,7 +207,8 @@ def run_line(options: RunOptions) -> dict[str, Any]:
                 publisher.start(status=lambda: line_status(pipeline))
             if dashboard is not None:
                 dashboard.start(pipeline, _page_info(options, bundle.manifest.model, backend.name, threshold))
-            status = StatusLine(pipeline.status) if options.status else None
+            render = pipeline.status if publisher is None else lambda: f"{pipeline.status()} | {publisher.brief()}"
+            status = StatusLine(render) if options.status else None
             with _signals(pipeline):
                 if status is not None:
                     status.start()

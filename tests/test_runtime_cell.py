@@ -127,6 +127,7 @@ def test_lineside_run_cli_with_s7_and_publish(tmp_path: Path) -> None:
         done = _lineside(str(bundle), "--source", str(folder), "--rate", "10", "--delay-ms", "200", "--quiet",
                          "--actuator", reject, "--publish", publish)  # fmt: skip
         assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[0].endswith("| mqtt published 10, dropped 0")
         summary = json.loads(done.stdout.splitlines()[-1])
         decisions = subscriber.wait_for(10)
     finally:

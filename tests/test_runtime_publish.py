@@ -82,6 +82,7 @@ def test_every_decision_arrives_exactly_once_with_status(tmp_path: Path) -> None
     ids = Counter(d["part_id"] for d in decisions)
     assert sorted(ids) == list(range(1000)) and set(ids.values()) == {1}  # every part, exactly once
     assert counters == {"connected": False, "queued": 0, "published": 1000, "dropped": 0}  # all sent, then closed
+    assert publisher.brief() == "mqtt published 1000, queued 0, dropped 0, DISCONNECTED"
     first = decisions[0]
     assert first["station"] == "station-7" and first["run_id"] == "run-9" and first["verdict"] == "PASS"
     assert "image" not in first and first["latency_ms"] == {"infer": 3.0, "total": 5.0}

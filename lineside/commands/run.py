@@ -163,7 +163,13 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"{summary['decisions']} parts: {verdicts['PASS']} PASS, {verdicts['REJECT']} REJECT, {verdicts['ERROR']} ERROR"
         f" | latency p50 {latency['p50']} ms p99 {latency['p99']} ms | overhead p99 {overhead['p99']} ms"
-        f" | ejected {summary['eject']['ejected']}, eject failed {summary['eject']['eject_failed']}\n"
+        f" | ejected {summary['eject']['ejected']}, eject failed {summary['eject']['eject_failed']}"
+        + (
+            f" | mqtt published {summary['publish']['published']}, dropped {summary['publish']['dropped']}"
+            if "publish" in summary
+            else ""
+        )
+        + "\n"
     )
     sys.stdout.write(json.dumps(summary) + "\n")
     if summary["output_failed"]:
