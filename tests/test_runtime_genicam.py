@@ -19,7 +19,7 @@ from runtime_support import render_part, write_folder
 from lineside.errors import LinesideError
 from lineside.runtime.sources.base import EndOfSource, source_factory
 from lineside.runtime.sources.capture import Capture, CaptureConfig
-from lineside.runtime.sources.genicam import parse_camera_url, to_bgr
+from lineside.runtime.sources.genicam import check_readback, parse_camera_url, to_bgr
 
 
 @pytest.fixture
@@ -178,6 +178,30 @@ def test_aravis_camera_loss_reopens_with_backoff(fake_camera):
     assert len(images) >= 30 and all(f.image.shape == (512, 512, 3) for f in images)
 
 
+@pytest.mark.network
+def test_aravis_frames_dropped_by_a_slow_line_become_parts(fake_camera):
+    """Free-running at 25 frames/s into 8 buffers while the line stalls for a second: the GigE stream drops
+    frames, their ids are skipped, and each skipped id becomes a part of its own (frame_dropped)."""
+    factory = source_factory(f"genicam://{ADDRESS}?trigger=free&pixel_format=Mono8&Width=64&Height=64")
+    capture = Capture(factory, CaptureConfig(rate=25.0, stall_s=5.0, max_parts=60))
+    frames = []
+
+    def slow_line(frame) -> None:  # noqa: ANN001 - a Frame
+        frames.append(frame)
+        if len(frames) == 5:
+            time.sleep(1.2)  # the reader's queue and Aravis's buffers fill; the camera keeps framing
+
+    capture.open()
+    capture.run(slow_line)
+    counters = [f.counter for f in frames]
+    assert [f.part_id for f in frames] == list(range(60))
+    assert counters == [(counters[0] - 1 + k) % 65535 + 1 for k in range(60)]  # no id without a part
+    dropped = [f for f in frames if f.cause == "frame_dropped"]
+    assert len(dropped) >= 5 and capture.stats.dropped_frames == len(dropped)
+    assert all(f.image is None and f.error.startswith("frame_dropped") for f in dropped)
+    assert all(f.image is not None for f in frames if f.cause is None)
+
+
 # ---- pylon: Basler's camera emulation --------------------------------------------------------------------------
 
 
@@ -200,6 +224,29 @@ def test_pylon_emulation_replays_parts_with_block_ids(tmp_path: Path, caplog):
         assert np.array_equal(image, render_part(defects[index], index))  # the emulator sends the file's pixels
     settings = next(r.getMessage() for r in caplog.records if "pixel_format=" in r.getMessage())
     assert "exposure_us=2000.0" in settings and "gain=3.0" in settings and "trigger_source=Software" in settings
+
+
+def test_pylon_free_run_and_hardware_trigger_without_pulse():
+    pylon_or_skip()
+    free = source_factory("pylon://?device_class=BaslerCamEmu&trigger=free&pixel_format=Mono8&Width=64&Height=64")()
+    try:
+        ids = [(free.read(), free.last_counter)[1] for _ in range(6)]
+    finally:
+        free.close()
+    assert ids == list(range(6)) and (free.counter_min, free.counter_max) == (0, None)  # emulation: 64-bit ids
+    waiting = source_factory("pylon://?device_class=BaslerCamEmu&trigger=hardware&line=Line1&timeout_ms=300")()
+    try:
+        with pytest.raises(EndOfSource, match="no frame for 0.3 s"):
+            waiting.read()
+    finally:
+        waiting.close()
+
+
+def test_readback_that_differs_from_the_request_is_a_warning(caplog):
+    caplog.set_level(logging.INFO)
+    check_readback("pylon://X", {"exposure_us": 1000.0, "gain": 3.0}, {"exposure_us": 1040.0, "gain": 3.01})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["pylon://X: asked exposure_us=1000, the camera runs exposure_us=1040.0"]
 
 
 def test_pylon_unknown_serial_and_feature(tmp_path: Path):

@@ -157,11 +157,11 @@ def to_bgr(raw: np.ndarray, pixel_format: str) -> np.ndarray:
     return cv2.cvtColor(raw, code)
 
 
-def check_readback(camera: str, requested: dict[str, float], actual: dict[str, float]) -> None:
+def check_readback(camera: str, requested: dict[str, float], actual: dict[str, object]) -> None:
     """Warn loudly when the camera did not take a value as asked (clamped or rounded), so it is on record."""
     for key, wanted in requested.items():
         got = actual.get(key)
-        if got is None or abs(got - wanted) > max(1e-6, 0.01 * abs(wanted)):
+        if not isinstance(got, int | float) or abs(got - wanted) > max(1e-6, 0.01 * abs(wanted)):
             log.warning("%s: asked %s=%g, the camera runs %s=%s", camera, key, wanted, key, got)
 
 

@@ -135,7 +135,7 @@ class AravisSource(FrameSource):
         camera.set_acquisition_mode(self._aravis.AcquisitionMode.CONTINUOUS)
         self._set_counter_range()
         readback = self._readback()
-        check_readback(self._name, requested, readback)  # type: ignore[arg-type]
+        check_readback(self._name, requested, readback)
         log_settings(self._name, readback)
 
     def _readback(self) -> dict[str, object]:

@@ -127,7 +127,7 @@ class PylonSource(FrameSource):
             camera.TriggerSource.Value = "Software" if settings.trigger == "software" else settings.line
         self._set_counter_range(nodemap)
         readback = self._readback(nodemap)
-        check_readback(self._name, requested, readback)  # type: ignore[arg-type]
+        check_readback(self._name, requested, readback)
         log_settings(self._name, readback)
 
     @staticmethod
