@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -270,3 +271,15 @@ def test_cell_doc_commands_parse_and_their_urls_are_accepted(
         (tmp_path / "ca.pem").write_text("")
         monkeypatch.setenv("MQTT_PASSWORD", "x")
         assert parse_mqtt_url(args.publish.replace("/etc/lineside/ca.pem", str(tmp_path / "ca.pem"))).topic
+
+
+@pytest.mark.parametrize(
+    ("module", "url", "extra"),
+    [("snap7", "s7://127.0.0.1?area=M&byte=0&bit=0", "s7"), ("asyncua", "opcua://127.0.0.1/ns=2;s=X", "opcua")],
+)
+def test_missing_extra_is_named(module: str, url: str, extra: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # `import snap7` / `import asyncua` now raises ImportError
+    actuator = open_actuator(url)
+    with pytest.raises(LinesideError, match=rf"is not installed: pip install 'lineside\[{extra}\]'"):
+        actuator.connect()
+    actuator.close()

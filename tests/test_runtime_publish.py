@@ -3,6 +3,7 @@ loses only what the queue bound says, a broker that is absent at start, bad URLs
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -200,6 +201,12 @@ def test_an_unsendable_record_or_a_broken_status_does_not_stop_publishing(tmp_pa
     assert sorted(d["part_id"] for d in decisions) == list(range(1, 21))
     assert counters["dropped"] == 1 and counters["published"] == 20
     assert subscriber.statuses()[-1]["status_error"] == "ZeroDivisionError: division by zero"
+
+
+def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)
+    with pytest.raises(LinesideError, match=r"paho-mqtt is not installed: pip install 'lineside\[mqtt\]'"):
+        MqttPublisher("mqtt://127.0.0.1/t")
 
 
 def test_fan_out_calls_every_observer() -> None:
