@@ -29,9 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from runtime_overhead import line_rate, machine, one_decision_per_part, replay, synthetic_parts, write_report
+from runtime_overhead import (
+    frame_size,
+    line_rate,
+    machine,
+    one_decision_per_part,
+    replay,
+    synthetic_parts,
+    write_report,
+)
 
 from lineside.bundle import load_bundle
+from lineside.errors import LinesideError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the real stand-ins the tests use (snap7/asyncua servers, mosquitto, socat)
@@ -152,7 +161,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
     bundle = load_bundle(args.bundle)
     folder, log = tmp / "frames", tmp / "results.jsonl"
-    synthetic_parts(folder, args.frames, tuple(int(v) for v in args.frame_size.split("x")))  # type: ignore[arg-type]
+    synthetic_parts(folder, args.frames, frame_size(args.frame_size))
     plc = subprocess.Popen(
         [sys.executable, "-c", PLC_PROCESS, str(ROOT / "tests")],
         stdin=subprocess.PIPE,
@@ -172,7 +181,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         for index in range(args.rounds):
             order = CONFIGS[index % len(CONFIGS) :] + CONFIGS[: index % len(CONFIGS)]
             runs += [{"round": index, **_round(args, config, folder, log, stands)} for config in order]
-        cost = decided_cost(broker.port)
+        cost = decided_cost(broker.port, args.calls)
     finally:
         plc.stdin.close()
         plc.wait(30)
@@ -197,11 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
     parser.add_argument("--threshold", type=float, help="override the bundle's threshold")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=5000, help="decided() calls timed at 1000/s (default 5000)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     args.source = None
-    with tempfile.TemporaryDirectory(prefix="lineside-cell-") as tmp:
-        result = measure(args, Path(tmp))
+    try:
+        load_bundle(args.bundle)  # refuse a bad bundle before starting servers and rendering parts
+        with tempfile.TemporaryDirectory(prefix="lineside-cell-") as tmp:
+            result = measure(args, Path(tmp))
+    except LinesideError as exc:
+        print(f"cell_overhead.py: error: {exc}", file=sys.stderr)
+        return 2
     write_report(args.out / "cell_overhead", result, markdown(result))
     sys.stdout.write(json.dumps(result["median"]) + "\n")
     return 0 if result["all_decisions_logged"] else 1
