@@ -24,6 +24,7 @@ from lineside.runtime.backends.onnxruntime import OrtBackend
 from lineside.runtime.dashboard.feed import line_stats
 from lineside.runtime.decision import Eject, Verdict
 from lineside.runtime.ejector import Ejector, EjectorConfig
+from lineside.runtime.health import LineHealth
 from lineside.runtime.pipeline import Pipeline
 from lineside.runtime.results import ResultsLog
 from lineside.runtime.runner import RunOptions, check_options
@@ -294,3 +295,30 @@ def test_fail_open_parts_are_logged_not_ejected_fail_open():
 def test_fault_options_are_checked(changes: dict, message: str):
     with pytest.raises(LinesideError, match=message):
         check_options(RunOptions(bundle=Path("bundle"), source="parts/", **changes))
+
+
+def test_on_fault_alarm_keeps_the_heartbeat_unless_the_alarm_output_itself_fails(dead_port):
+    """`--on-fault alarm`: a fault raises the alarm and the heartbeat goes on; a dead alarm stops the heartbeat."""
+    relay, beat = LogActuator("log://"), LogActuator("log://heartbeat")
+    alarm = open_actuator("serial://dead://?on=ALARM&off=CLEAR")
+    for output in (relay, beat, alarm):
+        output.connect()
+    camera_up = threading.Event()
+    health = LineHealth(hold_s=0.0)
+    health.add("source", lambda: None if camera_up.is_set() else "no frames from the source")
+    config = EjectorConfig(heartbeat_s=0.02, fault_stops_heartbeat=False, refresh_s=0.05)
+    ejector = Ejector(relay, config, heartbeat=beat, alarm=alarm, health=health)
+    stop = threading.Event()
+    loop = threading.Thread(target=ejector.run, args=(stop,))
+    loop.start()
+    time.sleep(0.3)  # the camera is down: alarm ON, heartbeat still toggling
+    alarm_on, beats_while_alarm = alarm.state, sum(on for _, on in beat.transitions)
+    dead_port.UNPLUGGED.set()  # now the alarm output dies too: the heartbeat is the only signal left
+    unplugged = time.monotonic()
+    time.sleep(0.3)
+    stop.set()
+    loop.join(5)
+    ejector.close()
+    assert alarm_on is True and dead_port.WRITTEN[:2] == [b"CLEAR\n", b"ALARM\n"]
+    assert beats_while_alarm >= 5
+    assert not any(on for t, on in beat.transitions if t > unplugged + 0.1)
