@@ -48,9 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--faults", default="all", help=f"comma-separated kinds or 'all': {','.join(KINDS)}")
     parser.add_argument("--seed", type=int, default=0, help="fault schedule and part order")
     parser.add_argument("--defect-rate", type=float, default=0.1)
-    parser.add_argument("--delay-ms", type=float, default=400.0, help="camera -> ejector travel time")
+    parser.add_argument("--delay-ms", type=float, default=800.0, help="camera -> ejector travel time")
     parser.add_argument("--pulse-ms", type=float, default=20.0)
-    parser.add_argument("--stall-s", type=float, default=0.3, help="the runtime's camera watchdog")
+    parser.add_argument(
+        "--stall-s", type=float, default=0.5, help="the runtime's camera watchdog (above the longest drop burst)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the line")
     parser.add_argument(
         "--tolerance-ms",

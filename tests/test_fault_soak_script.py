@@ -35,7 +35,7 @@ def test_small_soak_accounts_for_every_part(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "bundle")
     data = labelled_parts(tmp_path / "data")
     args = [sys.executable, str(SCRIPT), "--bundle", str(bundle.path), "--data", str(data), "--parts", "150",
-            "--faults", "drop,corrupt,serial_loss,modbus_restart,restart", "--rate", "25", "--out", str(tmp_path / "out")]  # fmt: skip
+            "--faults", "drop,corrupt,serial_loss,modbus_restart,restart", "--out", str(tmp_path / "out")]  # fmt: skip
     run = subprocess.run(args, capture_output=True, text=True, timeout=240, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "fault_soak.json").read_text())

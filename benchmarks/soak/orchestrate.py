@@ -30,9 +30,9 @@ class Settings:
     bundle: Path
     class_name: str | None
     rate: float = 15.0  # parts/s
-    delay_ms: float = 400.0  # camera -> ejector
+    delay_ms: float = 800.0  # camera -> ejector
     pulse_ms: float = 20.0
-    stall_s: float = 0.3
+    stall_s: float = 0.5
     heartbeat_ms: float = 100.0
     threads: int = 1
     disk_mb: float = 2.0
