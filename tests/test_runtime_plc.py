@@ -222,7 +222,7 @@ def test_a_silent_plc_never_blocks_longer_than_the_timeout(scheme: str) -> None:
     url = (
         f"s7://127.0.0.1:{plc.port}?area=M&byte=0&bit=0&timeout=0.3"
         if scheme == "s7"
-        else f"opcua://127.0.0.1:{plc.port}/{REJECT}?timeout=0.3"
+        else f"opcua://127.0.0.1:{plc.port}/{REJECT}?timeout=0.3&connect_timeout=0.3"
     )
     actuator = open_actuator(url)
     try:
@@ -235,6 +235,31 @@ def test_a_silent_plc_never_blocks_longer_than_the_timeout(scheme: str) -> None:
             with pytest.raises(ActuatorError):
                 actuator.set(True)
             assert time.monotonic() - start < 0.3 + 1.0
+    finally:
+        actuator.close()
+        plc.close()
+
+
+@pytest.mark.network
+def test_opcua_reconnect_runs_in_the_background_while_writes_stay_bounded() -> None:
+    plc = SilentPlc()
+    actuator = open_actuator(f"opcua://127.0.0.1:{plc.port}/{REJECT}?timeout=0.2&connect_timeout=2")
+    try:
+        start = time.monotonic()
+        with pytest.raises(LinesideError, match="connect_timeout=2"):
+            actuator.connect()  # the start-up check waits for the whole connect_timeout
+        assert 2.0 <= time.monotonic() - start < 4.0
+        attempts = []
+        for _ in range(6):  # the line's retries: each waits at most `timeout`, the connect goes on meanwhile
+            start = time.monotonic()
+            with pytest.raises(ActuatorError):
+                actuator.set(True)
+            attempts.append(time.monotonic() - start)
+            if len(attempts) == 1:
+                assert "still connecting after 0.2 s" in (actuator.last_error or "")
+            time.sleep(0.3)
+        assert max(attempts) < 0.2 + 1.0, attempts
+        assert actuator.errors >= 2 and not actuator.ok
     finally:
         actuator.close()
         plc.close()

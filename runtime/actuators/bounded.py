@@ -66,9 +66,13 @@ class LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
+    def submit(self, coro: Coroutine[Any, Any, T], timeout: float) -> concurrent.futures.Future[T]:
+        """Start `coro` on the loop, cancelled after `timeout` seconds; the caller decides how long to wait."""
+        return asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, timeout), self.loop)
+
     def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         """Run `coro` on the loop; CallTimeout (and the coroutine cancelled) when it takes longer."""
-        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, timeout), self.loop)
+        future = self.submit(coro, timeout)
         try:
             return future.result(timeout + 1.0)  # wait_for cancels on the loop; this bounds a blocked loop too
         except (asyncio.TimeoutError, concurrent.futures.TimeoutError) as exc:

@@ -1,6 +1,6 @@
 """OPC UA reject outputs through asyncua: a Boolean variable node on the PLC's OPC UA server.
 
-    opcua://HOST[:4840]/NODEID[?timeout=1]
+    opcua://HOST[:4840]/NODEID[?timeout=1&connect_timeout=10]
     opcua://USER@HOST:4840/NODEID?password_env=PLC_PASSWORD                 user name + password
     opcua://HOST:4840/NODEID?security=SignAndEncrypt&policy=Basic256Sha256&cert=client.der&key=client.pem
                             [&server_cert=server.der]                        signed (and encrypted) channel
@@ -12,8 +12,10 @@ NODEID is the node's string form, e.g. `ns=2;s=Line1.Reject` or, on a Siemens S7
 SignAndEncrypt, policy=Basic256Sha256|Aes128Sha256RsaOaep|Aes256Sha256RsaPss; the client certificate's
 application URI is taken from the certificate. The heartbeat is a second URL (`--heartbeat`) with its own node.
 
-asyncua is asynchronous and the ejector is not: the client lives on an event loop in its own thread, and every
-call (connecting included) is cancelled after `timeout` seconds, so the actuation thread never waits longer.
+asyncua is asynchronous and the ejector is not: the client lives on an event loop in its own thread. A write is
+cancelled after `timeout` seconds. Connecting (a secure channel with RSA on a PLC can take seconds) may take up
+to `connect_timeout`: the start-up check waits for it, a reconnect during the run goes on in the background
+while the actuation thread waits at most `timeout` per attempt.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from lineside.errors import LinesideError, missing_extra
 from lineside.runtime.actuators.base import Actuator, query_params, redact_url
-from lineside.runtime.actuators.bounded import LoopThread
+from lineside.runtime.actuators.bounded import CallTimeout, LoopThread
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class OpcUaTarget:
     endpoint: str  # opc.tcp://host:port
     node_id: str
     timeout: float = 1.0
+    connect_timeout: float = 10.0
     security: str = "None"
     policy: str = "Basic256Sha256"
     cert: Path | None = None
@@ -70,6 +73,16 @@ def _file(params: dict[str, str], key: str, url: str) -> Path | None:
     return path
 
 
+def _seconds(params: dict[str, str], key: str, default: float, shown: str) -> float:
+    try:
+        value = float(params.get(key, default))
+    except ValueError as exc:
+        raise LinesideError(f"actuator {shown}: {key} must be seconds, e.g. {key}=1") from exc
+    if not 0 < value <= 60:
+        raise LinesideError(f"actuator {shown}: {key} must be in (0, 60] seconds")
+    return value
+
+
 def _password(params: dict[str, str], parts: Any, url: str) -> str | None:
     if "password_env" not in params:
         return unquote(parts.password) if parts.password is not None else None
@@ -90,12 +103,8 @@ def parse_opcua_url(url: str) -> OpcUaTarget:
     except ValueError as exc:
         raise LinesideError(f"actuator {shown}: bad port") from exc
     params = query_params(url)
-    try:
-        timeout = float(params.get("timeout", "1"))
-    except ValueError as exc:
-        raise LinesideError(f"actuator {shown}: timeout must be seconds, e.g. timeout=1") from exc
-    if not 0 < timeout <= 30:
-        raise LinesideError(f"actuator {shown}: timeout must be in (0, 30] seconds")
+    timeout = _seconds(params, "timeout", 1.0, shown)
+    connect_timeout = max(timeout, _seconds(params, "connect_timeout", 10.0, shown))
     security = _choice(params, "security", SECURITY_MODES, shown)
     cert, key = _file(params, "cert", shown), _file(params, "key", shown)
     if security != "None" and (cert is None or key is None):
@@ -107,7 +116,7 @@ def parse_opcua_url(url: str) -> OpcUaTarget:
     if password is not None and not user:
         raise LinesideError(f"actuator {shown}: a password needs a user (opcua://USER@HOST/... or user=NAME)")
     return OpcUaTarget(
-        endpoint=endpoint, node_id=node_id, timeout=timeout, security=security,
+        endpoint=endpoint, node_id=node_id, timeout=timeout, connect_timeout=connect_timeout, security=security,
         policy=_choice(params, "policy", POLICIES, shown), cert=cert, key=key,
         server_cert=_file(params, "server_cert", shown), user=user, password=password,
     )  # fmt: skip
@@ -144,6 +153,8 @@ class OpcUaActuator(Actuator):
         self._client: Any = None
         self._node: Any = None
         self._closing: concurrent.futures.Future[None] | None = None
+        self._opening: concurrent.futures.Future[None] | None = None  # a connect still running in the background
+        self._starting = False
 
     async def _open(self) -> None:
         from asyncua import Client, ua
@@ -154,7 +165,7 @@ class OpcUaActuator(Actuator):
             node_id = ua.NodeId.from_string(target.node_id)
         except Exception as exc:  # asyncua raises several parsing error types
             raise LinesideError(f"actuator {self.url}: {target.node_id!r} is not an OPC UA node id ({exc})") from exc
-        client = Client(target.endpoint, timeout=target.timeout)
+        client = Client(target.endpoint, timeout=target.connect_timeout)  # writes are bounded by `timeout` here
         if target.user:
             client.set_user(target.user)
         if target.password is not None:
@@ -180,7 +191,28 @@ class OpcUaActuator(Actuator):
             raise missing_extra("asyncua", "opcua") from exc
         if self._loop is None:
             self._loop = LoopThread("lineside-opcua")
-        self._loop.run(self._open(), self.target.timeout)
+        if self._opening is None:
+            self._opening = self._loop.submit(self._open(), self.target.connect_timeout)
+        opening = self._opening
+        wait = self.target.connect_timeout + 0.5 if self._starting else self.target.timeout
+        try:
+            opening.result(wait)
+        except Exception as exc:
+            if not opening.done():
+                raise CallTimeout(f"still connecting after {wait:g} s (goes on in the background)") from exc
+            self._opening = None
+            if isinstance(exc, (asyncio.TimeoutError, concurrent.futures.TimeoutError)):
+                raise CallTimeout(f"no session within connect_timeout={self.target.connect_timeout:g} s") from exc
+            raise
+        self._opening = None
+
+    def connect(self) -> None:
+        """The start-up check: waits up to `connect_timeout` for the session (reconnects do not block that long)."""
+        self._starting = True
+        try:
+            super().connect()
+        finally:
+            self._starting = False
 
     def _write(self, on: bool) -> None:
         from asyncua import ua
@@ -194,9 +226,7 @@ class OpcUaActuator(Actuator):
     def _disconnect(self) -> None:
         client, self._client, self._node = self._client, None, None
         if client is not None and self._loop is not None:  # closing a session on a dead link takes a while: no wait
-            self._closing = asyncio.run_coroutine_threadsafe(
-                asyncio.wait_for(_quiet_disconnect(client), self.target.timeout), self._loop.loop
-            )
+            self._closing = self._loop.submit(_quiet_disconnect(client), self.target.timeout)
 
     def close(self) -> None:
         """Switch off, close the session (waiting at most `timeout`), stop the event-loop thread."""
