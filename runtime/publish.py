@@ -362,5 +362,12 @@ class _FanOut:
         self._observers = observers
 
     def decided(self, record: dict[str, Any], image: object, anomaly_map: object) -> None:
+        """Every observer sees the record even if an earlier one raised; the first error is raised after."""
+        error: Exception | None = None
         for observer in self._observers:
-            observer.decided(record, image, anomaly_map)
+            try:
+                observer.decided(record, image, anomaly_map)
+            except Exception as exc:  # re-raised below, for the pipeline to count
+                error = error or exc
+        if error is not None:
+            raise error

@@ -224,3 +224,11 @@ def test_fan_out_calls_every_observer() -> None:
     assert fan_out(None, single) is single
     fan_out(Observer("a"), None, Observer("b")).decided({"part_id": 4}, None, None)
     assert seen == [("a", 4), ("b", 4)]
+
+    class Broken:
+        def decided(self, record: dict, image: object, anomaly_map: object) -> None:
+            raise RuntimeError("dashboard down")
+
+    with pytest.raises(RuntimeError, match="dashboard down"):
+        fan_out(Broken(), Observer("c")).decided({"part_id": 5}, None, None)
+    assert seen[-1] == ("c", 5)  # the publisher still got the record
