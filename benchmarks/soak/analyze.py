@@ -10,12 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from soak.observe import Timeline, assign, read_log, runs_of, unhealthy_periods, wire_pulses
+from soak.observe import Timeline, WireDelay, assign, read_log, runs_of, unhealthy_periods, wire_pulses
 from soak.orchestrate import Outcome, Settings, Window
 from soak.parts import Catalogue
 from soak.plan import Plan
-from soak.plc import ALARM_COIL, HEARTBEAT_COIL
+from soak.plc import ALARM_COIL, COUNTS_PER_S, HEARTBEAT_COIL
 
+WIRE_EARLY_S = 0.005  # a wire stamp is never earlier than the write; this allows for clock rounding
+WIRE_SLACK_S = 0.05  # plus the largest delay the probe saw: how late a written pulse may reach the wire reader
 ATTRIBUTION_S = (1.0, 5.0)  # a part within 1 s before to 5 s after a fault is counted against that fault
 LISTED = 20  # ids listed per must-be-zero counter
 
@@ -72,18 +74,58 @@ class Analysis:
         self.decided, self.unmatched = assign(runs_of(self.records))
         self.windows = sorted([*outcome.windows, *camera_windows(plan, outcome.camera)], key=lambda w: w.start)
         cuts = [w.start for w in outcome.windows if w.kind == "serial_loss"]
-        self.pulses = Timeline(wire_pulses(outcome.wire_log, cuts))
+        self.wire_delay = WireDelay(outcome.probe_log)
+        self.pulses = Timeline(wire_pulses(outcome.wire_log, cuts, self.wire_delay))
+        self.raw_pulses = Timeline(wire_pulses(outcome.wire_log, cuts, WireDelay(None)))
+        self.count_offsets = self._count_offsets()
+        self.wire_slack = max(self.wire_delay.delays, default=0.0) + WIRE_SLACK_S
         end = max([w for w, _ in outcome.camera.values()] + [0.0]) + 60.0
         beats, alarm = outcome.coils[HEARTBEAT_COIL], outcome.coils[ALARM_COIL]
         self.unhealthy = Timeline(unhealthy_periods(beats, alarm, 3 * settings.heartbeat_ms / 1000, end))
         self.beat_times = sorted(t for t, _ in beats)
+
+    def _count_offsets(self) -> dict[Any, float]:
+        """Per run with --encoder: the PLC's belt count minus the runtime's (which starts at 0 on its first read),
+        the median over its parts of (PLC count at the capture time) - (eject_count - delay counts)."""
+        delay_counts = self.settings.delay_ms / 1000 * COUNTS_PER_S
+        gaps: dict[Any, list[float]] = {}
+        for record in self.records:
+            if record.get("type") == "part" and record.get("eject_count") is not None:
+                plc = (record["capture_time"] - self.outcome.count_zero_wall) * COUNTS_PER_S
+                gaps.setdefault(record.get("run_id"), []).append(plc - (record["eject_count"] - delay_counts))
+        return {run: float(np.median(values)) for run, values in gaps.items()}
+
+    def eject_wall(self, record: dict[str, Any]) -> float | None:
+        """When the runtime says it switched the reject output on for this part (time.time())."""
+        if record.get("eject_time") is not None:
+            return float(record["eject_time"])
+        if record.get("eject_count") is None:
+            return None
+        count = record["eject_count"] + self.count_offsets.get(record.get("run_id"), 0.0)
+        return self.outcome.count_zero_wall + count / COUNTS_PER_S
+
+    def _ejected(self, records: list[dict[str, Any]], arrival: float, tally: dict[str, list], part: int) -> bool:
+        """A pulse on the wire in the part's window (less the wire's own delay), or a claimed eject on time that
+        the wire shows was written; claims the wire does not show, or that miss the part, are tallied."""
+        confirmed = self.pulses.meets(arrival - self.tol, arrival + self.tol)
+        for record in (r for r in records if r.get("eject") == "ejected"):
+            when = self.eject_wall(record)
+            if when is None:
+                continue
+            written = (self.raw_pulses.first_start_after(when - WIRE_EARLY_S) or float("inf")) <= when + self.wire_slack
+            if not written:
+                tally["claimed_not_on_wire"].append(part)
+            if abs(when - arrival) > self.tol:
+                tally["claimed_off_time"].append(part)
+            confirmed = confirmed or (written and abs(when - arrival) <= self.tol)
+        return confirmed
 
     def _part(self, part: int, tally: dict[str, list]) -> None:
         wall, _status = self.outcome.camera.get(part, (float("nan"), "never"))
         records = self.decided.get(part, [])
         verdicts = {r["verdict"] for r in records}
         arrival = wall + self.settings.delay_ms / 1000
-        ejected = self.pulses.meets(arrival - self.tol, arrival + self.tol)
+        ejected = self._ejected(records, arrival, tally, part)
         covered = self.unhealthy.meets(wall, arrival + self.tol)
         if records and records[0].get("counter") == part and _status == "sent":
             tally["capture_lag"].append((records[0]["capture_time"] - wall) * 1000)
@@ -96,8 +138,6 @@ class Analysis:
         clean = self.truth.clean(part)
         if any(r["verdict"] != "ERROR" and r["verdict"] != clean for r in records):
             tally["mismatch"].append(part)
-        if any(r.get("eject") == "ejected" for r in records) and not ejected:
-            tally["claimed_not_on_wire"].append(part)
         if self.truth.defect(part):
             tally["defects"].append(part)
             if clean == "PASS" and verdicts == {"PASS"}:
@@ -130,7 +170,7 @@ class Analysis:
         return max(back) - window.end
 
     def result(self) -> dict[str, Any]:
-        tally: dict[str, list] = {k: [] for k in ("without", "without_covered", "capture_lag", "duplicates", "mismatch", "claimed_not_on_wire", "defects",
+        tally: dict[str, list] = {k: [] for k in ("without", "without_covered", "capture_lag", "claimed_off_time", "duplicates", "mismatch", "claimed_not_on_wire", "defects",
                                                   "model_misses", "defects_ejected", "offsets", "defects_covered",
                                                   "shipped", "false_rejects")}  # fmt: skip
         for part in range(self.plan.parts):
@@ -154,6 +194,7 @@ def summarize(analysis: Analysis, tally: dict[str, list], parts: list[dict], rec
     camera = analysis.outcome.camera
     offsets = np.array(tally["offsets"] or [np.nan])
     lag = np.array(tally["capture_lag"] or [np.nan])
+    wire = np.array(analysis.wire_delay.delays or [np.nan]) * 1000
     false_rejects = tally["false_rejects"]
     return {
         "parts": analysis.plan.parts,
@@ -171,6 +212,7 @@ def summarize(analysis: Analysis, tally: dict[str, list], parts: list[dict], rec
         "error_causes": dict(Counter(error_cause(r) for r in parts if r["verdict"] == "ERROR")),
         "eject_outcomes": dict(Counter(str(r.get("eject")) for r in parts)),
         "ejects_claimed_not_on_wire": len(tally["claimed_not_on_wire"]),
+        "ejects_claimed_off_the_part": len(tally["claimed_off_time"]),
         "inspected_verdict_differs_from_clean": len(tally["mismatch"]),
         "defects": len(tally["defects"]),
         "defects_ejected_on_wire": len(tally["defects_ejected"]),
@@ -180,6 +222,9 @@ def summarize(analysis: Analysis, tally: dict[str, list], parts: list[dict], rec
         "false_rejects_by_fault": dict(Counter(fault for _, _, fault in false_rejects)),
         "pulse_offset_ms": {q: round(float(np.nanpercentile(offsets, p)), 1) for q, p in (("p50", 50), ("p99", 99))},
         "capture_lag_ms": {q: round(float(np.nanpercentile(lag, p)), 1) for q, p in (("p50", 50), ("p99", 99))},
+        "wire_delay_ms": {
+            q: round(float(np.nanpercentile(wire, p)), 1) for q, p in (("p50", 50), ("p99", 99), ("max", 100))
+        },
         "unhealthy_periods": len(analysis.unhealthy.intervals),
         "faults": dict(Counter(w.kind for w in analysis.windows)),
         "listed": {

@@ -83,14 +83,38 @@ def assign(runs: list[list[dict[str, Any]]]) -> tuple[dict[int, list[dict[str, A
     return decided, unmatched
 
 
-def wire_pulses(wire_log: Path, cuts: list[float]) -> list[Interval]:
-    """Relay ON intervals from `WALL ON|OFF` lines; an ON still open at a link cut (socat killed) ends there."""
+class WireDelay:
+    """The PTY hand-over delay at any moment, from the probe link: (arrival, delay) of every probe line."""
+
+    NEAR_S = 0.05  # a probe this close to an event tells its delay
+
+    def __init__(self, probe_log: Path | None) -> None:
+        """`probe_log` None: no delay known (every `at` is 0)."""
+        exists = probe_log is not None and probe_log.exists()
+        rows = [line.split() for line in (probe_log.read_text().splitlines() if exists else [])]  # type: ignore[union-attr]
+        samples = sorted((float(arrived), float(arrived) - float(sent)) for arrived, sent in rows)
+        self.arrivals = [a for a, _ in samples]
+        self.delays = [d for _, d in samples]
+
+    def at(self, arrival: float) -> float:
+        """The delay of the probe that arrived nearest to `arrival` (0 when none is near)."""
+        index = bisect.bisect_left(self.arrivals, arrival)
+        near = [i for i in (index - 1, index) if 0 <= i < len(self.arrivals)]
+        best = min(near, key=lambda i: abs(self.arrivals[i] - arrival), default=None)
+        if best is None or abs(self.arrivals[best] - arrival) > self.NEAR_S:
+            return 0.0
+        return max(0.0, self.delays[best])
+
+
+def wire_pulses(wire_log: Path, cuts: list[float], delay: WireDelay) -> list[Interval]:
+    """Relay ON intervals from `WALL ON|OFF` lines, each time less the wire's own delay then; an ON still open
+    at a link cut (socat killed) ends there."""
     pulses: list[Interval] = []
     on_since: float | None = None
     cut_at = sorted(cuts)
     for line in wire_log.read_text().splitlines() if wire_log.exists() else []:
         stamp, _, command = line.partition(" ")
-        now = float(stamp)
+        now = float(stamp) - delay.at(float(stamp))
         if on_since is not None:
             cut = next((c for c in cut_at if on_since <= c < now), None)
             if cut is not None:

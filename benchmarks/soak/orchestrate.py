@@ -15,7 +15,7 @@ from pathlib import Path
 
 from soak.camera_link import CameraLink, child_env
 from soak.plan import Fault, Plan
-from soak.plant import Plc, RejectDisk, Relay
+from soak.plant import Plc, Probe, RejectDisk, Relay
 from soak.plc import COUNTS_PER_S
 
 START_TIMEOUT_S = 180.0  # a runtime start (imports, model load, warm-up) on a loaded machine
@@ -74,6 +74,8 @@ class Outcome:
     segments: list[Segment]
     coils: dict[int, list[tuple[float, bool]]]
     wire_log: Path
+    probe_log: Path
+    count_zero_wall: float  # time.time() when the PLC's belt count was 0
     results_log: Path
 
 
@@ -115,6 +117,8 @@ class Soak:
             self.relay = Relay(self.work)
             self.relay.start()
             stack.callback(self.relay.kill)
+            probe = Probe(self.work)
+            stack.callback(probe.close)
             self.disk = None
             if any(f.kind == "disk_full" for f in self.plan.faults):
                 self.disk = RejectDisk(self.work / "disk", self.settings.disk_mb)
@@ -126,7 +130,8 @@ class Soak:
             for index in range(len(bounds) - 1):
                 self._segment(index, bounds[index], bounds[index + 1])
         return Outcome(dict(self.camera.parts), self.windows, self.segments, self.plc.coils(),
-                       self.relay.wire_log, self.work / "results.jsonl")  # fmt: skip
+                       self.relay.wire_log, probe.relay.wire_log, self.plc.zero_wall,
+                       self.work / "results.jsonl")  # fmt: skip
 
     # ---- one runtime process ------------------------------------------------------------------------------
     def _start_runtime(self, index: int) -> Segment:

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from lineside.errors import LinesideError
 from soak.camera_link import child_env
 from soak.device import DEVICE_NICENESS
 from soak.plc import ALARM_COIL, ENCODER_REGISTER, HEARTBEAT_COIL
+
+PROBE_S = 0.02
 
 
 def free_port() -> int:
@@ -37,12 +40,14 @@ class Plc:
             [sys.executable, "-m", "soak.plc", str(self.port), str(self.coils_log)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(),
         )  # fmt: skip
-        self._answer()
+        self.zero_wall = float(self._answer()[0])  # time.time() when the belt count was 0
 
-    def _answer(self) -> None:
+    def _answer(self) -> list[str]:
         assert self._proc.stdout is not None
-        if self._proc.stdout.readline().strip() != "ok":
+        word, *rest = self._proc.stdout.readline().split() or [""]
+        if word != "ok":
             raise RuntimeError("the PLC stand-in did not answer")
+        return rest
 
     def command(self, line: str) -> None:
         """Send one command and wait for its `ok`."""
@@ -83,12 +88,13 @@ class Plc:
 
 
 class Relay:
-    """`socat` PTY pair: the runtime writes `tty`, `soak.wire` reads the other end into `wire_log`."""
+    """`socat` PTY pair: the runtime writes `tty`, `soak.wire` reads the other end into `wire_log` (NAME.log)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, name: str = "wire") -> None:
         if shutil.which("socat") is None:
             raise LinesideError("socat is not installed (apt-get install socat)")
-        self.tty, self._plc_end, self.wire_log = folder / "ttyRuntime", folder / "ttyPlc", folder / "wire.log"
+        self.tty, self._plc_end = folder / f"tty-{name}-line", folder / f"tty-{name}-plc"
+        self.wire_log = folder / f"{name}.log"
         self._socat: subprocess.Popen | None = None
         self._wire: subprocess.Popen | None = None
 
@@ -155,3 +161,26 @@ class RejectDisk:
 
     def unmount(self) -> None:
         subprocess.run(["umount", str(self.folder)], capture_output=True, check=False)
+
+
+class Probe:
+    """The wire's own delay: a second socat link like the relay's, written with the time every PROBE_S by a
+    thread of the orchestrator (normal priority); under CPU load the kernel's PTY hand-over can hold bytes
+    for tens of ms, and the analysis takes that delay off the relay's wire times."""
+
+    def __init__(self, folder: Path) -> None:
+        self.relay = Relay(folder, "probe")
+        self.relay.start()
+        self._stop = threading.Event()
+        self._fd = os.open(self.relay.tty, os.O_WRONLY | os.O_NOCTTY)
+        threading.Thread(target=self._write, name="soak-probe", daemon=True).start()
+
+    def _write(self) -> None:
+        while not self._stop.wait(PROBE_S):
+            with contextlib.suppress(OSError):
+                os.write(self._fd, f"{time.time():.6f}\n".encode())
+
+    def close(self) -> None:
+        self._stop.set()
+        os.close(self._fd)
+        self.relay.kill()

@@ -4,7 +4,8 @@ a pymodbus TCP server on 127.0.0.1 with a heartbeat and an alarm coil and the be
     python -m soak.plc PORT COILS_LOG
 
 Coil writes are appended to COILS_LOG as `WALL ADDRESS 0|1`. The encoder register (16 bits) holds the belt
-count, COUNTS_PER_S since start, computed when read. Commands on stdin, each answered `ok`: `stop` and
+count, COUNTS_PER_S since start, computed when read. First line: `ok ZERO_WALL` (time.time() of count 0).
+Commands on stdin, each answered `ok`: `stop` and
 `start` (the server goes away and comes back on the same port), `encoder_fail 1|0` (counter reads get a
 Modbus exception while set), `quit`.
 """
@@ -34,6 +35,7 @@ class PlcServer:
         self.encoder_fail = False
         self._out = open(coils_log, "a", encoding="ascii")  # noqa: SIM115 - open for the process's life
         self._start = time.monotonic()
+        self.zero_wall = time.time() - (time.monotonic() - self._start)
         self._loop = asyncio.new_event_loop()
         self._server: Any = None
         threading.Thread(target=self._loop.run_forever, daemon=True).start()
@@ -82,7 +84,7 @@ def main() -> None:
     act_as_device()
     server = PlcServer(int(sys.argv[1]), sys.argv[2])
     server.start()
-    print("ok", flush=True)
+    print(f"ok {server.zero_wall:.6f}", flush=True)  # when the belt count was 0, on the wall clock
     for line in sys.stdin:
         command, *arg = line.split()
         if command == "quit":

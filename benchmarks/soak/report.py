@@ -26,12 +26,12 @@ def markdown(result: dict[str, Any]) -> str:
     rows = ["| counter | value |", "|---|---:|"]
     for key in (*MUST_BE_ZERO, "false_rejects_from_faults", "parts_without_decision_covered_by_alarm", "decisions_logged", "duplicate_decisions",
                 "decisions_matching_no_part", "defects", "defects_ejected_on_wire", "defects_covered_by_alarm",
-                "model_misses", "ejects_claimed_not_on_wire", "inspected_verdict_differs_from_clean",
+                "model_misses", "ejects_claimed_not_on_wire", "ejects_claimed_off_the_part", "inspected_verdict_differs_from_clean",
                 "unhealthy_periods"):  # fmt: skip
         mark = " (must be 0)" if key in MUST_BE_ZERO else ""
         rows.append(f"| {key}{mark} | {result[key]} |")
     for key in ("parts_seen", "verdicts", "error_causes", "eject_outcomes", "false_rejects_by_cause",
-                "false_rejects_by_fault", "pulse_offset_ms", "capture_lag_ms"):  # fmt: skip
+                "false_rejects_by_fault", "pulse_offset_ms", "capture_lag_ms", "wire_delay_ms"):  # fmt: skip
         text = ", ".join(f"{k} {v}" for k, v in sorted(result[key].items())) or "-"
         rows.append(f"| {key} | {text} |")
     faults = ["", "| fault | injected | recovery median s | recovery max s |", "|---|---:|---:|---:|"]
