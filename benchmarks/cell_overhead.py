@@ -13,7 +13,9 @@ once per configuration, in a rotating order so load drift hits every configurati
 
 The PLC servers and the broker run in their own processes (a PLC is another device; in this process they would
 compete with the line for the GIL). Also measured: the cost of the publisher's `decided()` call itself, on the
-line's thread, over 5000 calls at 1000 parts/s while it publishes. Writes DIR/cell_overhead.json and .md.
+line's thread, over 5000 calls at 1000 parts/s while it publishes, and the whole process's CPU time per part
+(every thread: inference, outputs, publisher; an output's own cost is its difference to log://).
+Writes DIR/cell_overhead.json and .md.
 """
 
 from __future__ import annotations
@@ -74,12 +76,15 @@ def _round(args: argparse.Namespace, config: str, folder: Path, log: Path, stand
     actuator, heartbeat = _outputs(config, stands["plc_ports"], stands["ptys"])
     publish = f"mqtt://127.0.0.1:{stands['broker'].port}/bench/line?qos=1&status_s=1" if config == "mqtt" else None
     run_args = argparse.Namespace(**{**vars(args), "actuator": actuator, "heartbeat": heartbeat, "publish": publish})
+    cpu_start = time.process_time()
     summary, records = replay(run_args, folder, log)
+    process_cpu_ms = (time.process_time() - cpu_start) * 1000 / args.frames
     return {
         "config": config, "fps": round(line_rate(records), 2),
         "one_decision_per_part": one_decision_per_part(records, args.frames),
         "overhead_ms": summary["overhead_ms"], "overhead_cpu_ms": summary["overhead_cpu_ms"],
         "actuator_errors": summary["actuator_errors"], "pulses": summary["pulses"], "publish": summary.get("publish"),
+        "process_cpu_ms_per_part": round(process_cpu_ms, 3),
         "load_average": round(os.getloadavg()[0], 2),
     }  # fmt: skip
 
@@ -110,13 +115,13 @@ def _median(runs: list[dict], config: str, key: str, q: str) -> float:
 def markdown(result: dict) -> str:
     """Medians per configuration, the publisher's own cost, and every run."""
     rows = [
-        "| outputs | wall p50 ms | wall p99 ms | CPU p50 ms | CPU p99 ms | p99 vs log:// | parts/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| outputs | wall p50 ms | wall p99 ms | CPU p50 ms | CPU p99 ms | p99 vs log:// | process CPU ms/part | parts/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for config, med in result["median"].items():
         rows.append(
             f"| {config} | {med['wall_p50']:.3f} | {med['wall_p99']:.3f} | {med['cpu_p50']:.3f} | {med['cpu_p99']:.3f} "
-            f"| {med['wall_p99'] - result['median']['log']['wall_p99']:+.3f} | {med['fps']:.1f} |"
+            f"| {med['wall_p99'] - result['median']['log']['wall_p99']:+.3f} | {med['process_cpu']:.3f} | {med['fps']:.1f} |"
         )
     cost = result["decided_call_ms"]
     rows += [
@@ -149,6 +154,7 @@ def _medians(runs: list[dict]) -> dict[str, dict[str, float]]:
             "wall_p50": _median(runs, config, "overhead_ms", "p50"), "wall_p99": _median(runs, config, "overhead_ms", "p99"),
             "cpu_p50": _median(runs, config, "overhead_cpu_ms", "p50"), "cpu_p99": _median(runs, config, "overhead_cpu_ms", "p99"),
             "fps": round(float(np.median([r["fps"] for r in runs if r["config"] == config])), 1),
+            "process_cpu": round(float(np.median([r["process_cpu_ms_per_part"] for r in runs if r["config"] == config])), 3),
         }
         for config in CONFIGS
     }  # fmt: skip

@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="a pulse this close to a part's arrival ejects it (default: half the spacing)",
     )
-    parser.add_argument("--line-nice", type=int, default=-5, help="priority of the runtime processes (root only)")
+    parser.add_argument("--line-nice", type=int, default=-10, help="priority of the runtime processes (root only)")
     parser.add_argument("--work", type=Path, help="keep the work files (logs, wire, camera plan) here")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     return parser.parse_args(argv)

@@ -234,6 +234,7 @@ def summarize(analysis: Analysis, tally: dict[str, list], parts: list[dict], rec
                 ("defects_shipped_silently", "shipped"),
                 ("duplicate_decisions", "duplicates"),
                 ("ejects_claimed_not_on_wire", "claimed_not_on_wire"),
+                ("ejects_claimed_off_the_part", "claimed_off_time"),
             )
         },  # fmt: skip
     }

@@ -1,11 +1,11 @@
-"""The plant's stand-ins (camera, PLC, relay reader) are other machines on a real line: each runs 10 nice
+"""The plant's stand-ins (camera, PLC, relay reader) are other machines on a real line: each runs at nice -15, above the line (-10, --line-nice) and
 levels above the line computer's processes (we are root), so the line's CPU load does not skew their clocks."""
 
 from __future__ import annotations
 
 import os
 
-DEVICE_NICENESS = -10
+DEVICE_NICENESS = -15
 
 
 def act_as_device() -> None:

@@ -38,7 +38,7 @@ class Settings:
     disk_mb: float = 2.0
     save_cap_mb: float = 1.5
     log_max_mb: float = 1.0  # small, so the soak rotates the results log
-    line_nice: int = -5  # the runtime's priority: a line computer runs nothing else, this machine is shared
+    line_nice: int = -10  # the runtime's priority: a line computer runs nothing else, this machine is shared
 
 
 @dataclass
