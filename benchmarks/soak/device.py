@@ -1,5 +1,5 @@
-"""The plant's stand-ins (camera, PLC, relay reader) are other machines on a real line: each runs at nice -15, above the line (-10, --line-nice) and
-levels above the line computer's processes (we are root), so the line's CPU load does not skew their clocks."""
+"""The plant's stand-ins (camera, PLC, relay reader, socat) are other machines on a real line: they run at nice
+-15, above the line (`lineside run` at -10, --line-nice), so the line's CPU load does not skew their clocks."""
 
 from __future__ import annotations
 
