@@ -49,7 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="fault schedule and part order")
     parser.add_argument("--defect-rate", type=float, default=0.1)
     parser.add_argument("--delay-ms", type=float, default=800.0, help="camera -> ejector travel time")
-    parser.add_argument("--pulse-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--pulse-ms", type=float, default=30.0, help="reject pulse (default 30: within half the spacing at 15 parts/s)"
+    )
     parser.add_argument(
         "--stall-s", type=float, default=0.5, help="the runtime's camera watchdog (above the longest drop burst)"
     )

@@ -31,7 +31,7 @@ class Settings:
     class_name: str | None
     rate: float = 15.0  # parts/s
     delay_ms: float = 800.0  # camera -> ejector
-    pulse_ms: float = 20.0
+    pulse_ms: float = 30.0
     stall_s: float = 0.5
     heartbeat_ms: float = 100.0
     threads: int = 1
