@@ -13,6 +13,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from soak.camera_link import CameraLink, child_env
 from soak.plan import Fault, Plan
 from soak.plant import Plc, Probe, RejectDisk, Relay
@@ -103,7 +105,7 @@ def runtime_command(settings: Settings, log: Path, port: int, plc: Plc, relay: R
 class Soak:
     """Runs the plan; `run()` returns the Outcome."""
 
-    def __init__(self, settings: Settings, plan: Plan, camera_plan: dict, work: Path, progress) -> None:  # noqa: ANN001
+    def __init__(self, settings: Settings, plan: Plan, camera_plan: dict, work: Path, progress: tqdm) -> None:
         self.settings, self.plan, self.work = settings, plan, work
         self._camera_plan, self._progress = camera_plan, progress
         self.windows: list[Window] = []
@@ -140,17 +142,17 @@ class Soak:
                                   self.disk, encoder)  # fmt: skip
         segment = Segment(index, encoder, time.time())
         with open(self.work / f"runtime{len(self.segments):02d}.err", "w") as err:
-            self._proc = subprocess.Popen(command, stdout=err, stderr=err, env=child_env())
+            proc = self._proc = subprocess.Popen(command, stdout=err, stderr=err, env=child_env())
         try:  # before it starts its threads, which inherit it
-            os.setpriority(os.PRIO_PROCESS, self._proc.pid, self.settings.line_nice)
+            os.setpriority(os.PRIO_PROCESS, proc.pid, self.settings.line_nice)
         except OSError:  # not root: it runs at the default priority
             pass
         self.segments.append(segment)
         up = self.camera.wait_for(
-            lambda: any(c > segment.started for c in self.camera.connections) or self._proc.poll() is not None,
+            lambda: any(c > segment.started for c in self.camera.connections) or proc.poll() is not None,
             START_TIMEOUT_S,
         )
-        if not up or self._proc.poll() is not None:
+        if not up or proc.poll() is not None:
             raise RuntimeError(f"runtime of segment {index} did not connect to the camera; see {err.name}")
         segment.connected = min(c for c in self.camera.connections if c > segment.started)
         return segment
@@ -176,9 +178,12 @@ class Soak:
         def there() -> bool:
             return self.camera.paused_at == part or self.camera.done if paused else self.camera.reached(part)
 
-        while not self.camera.wait_for(lambda: there() or self._proc.poll() is not None, 3600):
+        def died() -> bool:
+            return self._proc is not None and self._proc.poll() is not None
+
+        while not self.camera.wait_for(lambda: there() or died(), 3600):
             pass
-        if not there() and self._proc is not None and self._proc.poll() is not None:
+        if not there() and self._proc is not None and died():
             segment.crashed, segment.exit_code = True, self._proc.returncode
             self._start_runtime(segment.index)
             self._wait_part(part, self.segments[-1], paused)
