@@ -3,8 +3,9 @@
 - head: nodes not downstream of any weighted op (uint8 cast, BGR->RGB, normalisation, constants);
 - tail: everything downstream of the channel-collapsing reductions that compute distances (cosine /
   MSE maps; reductions that rescale their own input, like F.normalize, are normalisation, not
-  distances), widened backwards over the elementwise ops that feed them, so distance maps,
-  upsampling, blur and top-k scoring stay FP32;
+  distances), widened backwards over the elementwise ops that feed them and over MatMuls against a
+  constant that only the tail reads (a memory bank's x.b), so distance maps, upsampling, blur and
+  top-k scoring stay FP32;
 - body: the rest (encoder, bottleneck, decoder), where FP16 and INT8 apply.
 The rule is structural, so it needs no knowledge of how a model names its modules.
 """
@@ -151,6 +152,8 @@ def find_regions(model: Any) -> Regions:
         and not _is_normalisation(n, producers, consumers)
     ]
     tail = _descendants(reductions, consumers)
+    constants = initializers | {out for n in graph.node if n.op_type == "Constant" for out in n.output}
+    tail |= _constant_products_into(tail, graph.node, constants, consumers)
     frontier = [(node, 0) for node in reductions]
     while frontier:  # widen backwards over the elementwise ops that compute the distance
         node, depth = frontier.pop()
@@ -163,6 +166,23 @@ def find_regions(model: Any) -> Regions:
     first = next((n.name for n in graph.node if n in weighted), None) if weighted else None
     feeders = _tail_feeders(graph.node, tail, body, producers)
     return Regions(frozenset(head), frozenset(body), frozenset(tail), first, frozenset(feeders))
+
+
+def _constant_products_into(
+    tail: set[str], nodes: Any, constants: set[str], consumers: dict[str, list[Any]]
+) -> set[str]:
+    """MatMuls with a constant operand whose output only the tail reads: x.b of ||x||^2 - 2 x.b + ||b||^2.
+
+    Such a product is a term of the distance itself (a memory bank's nearest-neighbour search), and the
+    distance is a small difference of large terms, so it belongs to the float tail.
+    """
+    found = set()
+    for node in nodes:
+        readers = [c for out in node.output for c in consumers.get(out, [])]
+        if node.op_type == "MatMul" and constants & set(node.input) and readers:
+            if all(c.name in tail for c in readers):
+                found.add(node.name)
+    return found
 
 
 def _tail_feeders(nodes: Any, tail: set[str], body: set[str], producers: dict[str, Any]) -> set[str]:

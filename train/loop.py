@@ -106,6 +106,8 @@ def _stage_epochs(stages: list[TrainingStage], options: LoopOptions) -> list[int
     if options.epochs is not None:
         if options.epochs < 1:
             raise LinesideError(f"--epochs must be >= 1, got {options.epochs}")
+        if not stages:
+            raise LinesideError("this model trains no epochs (it builds a memory bank): leave out --epochs")
         epochs[0] = options.epochs
     return epochs
 
@@ -142,6 +144,8 @@ def fit(model: AnomalyModel, data: TrainData, options: LoopOptions, eval_fn: Eva
     stages = model.training_stages()
     epochs = _stage_epochs(stages, options)
     history: list[dict[str, Any]] = list(state["history"])
+    if not state["done"] and (record := model.fit_memory(prepared, options.seed, options.progress and rank == 0)):
+        history.append(record)
     for index, stage in enumerate(stages):
         if index < state["stage"]:
             continue

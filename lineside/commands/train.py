@@ -1,4 +1,4 @@
-"""`lineside train`: train a CRR or RLR model on good images (multi-class)."""
+"""`lineside train`: train a CRR, RLR or PatchCore model on good images (multi-class)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 
 from lineside.errors import LinesideError, missing_extra
 
-HELP = "Train a CRR or RLR model on good images (multi-class)."
+HELP = "Train a CRR, RLR or PatchCore model on good images (multi-class)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lineside train`."""
     parser.add_argument("--data", required=True, help="data set folder (MVTec layout, VisA or plain folder)")
-    parser.add_argument("--model", choices=["crr", "rlr"], required=True)
+    parser.add_argument("--model", choices=["crr", "rlr", "patchcore"], required=True)
     parser.add_argument("--out", required=True, help="run folder: model.pt, metrics.json, train_log.jsonl")
     parser.add_argument("--category", nargs="+", metavar="C", help="categories to train on (default: all)")
     parser.add_argument("--preset", choices=["tiny", "edge", "paper"], default="edge", help="default: edge")

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from lineside.train.features import PreparedSet
 
 
 class AnomalyOutput(NamedTuple):
@@ -83,6 +86,10 @@ class AnomalyModel(nn.Module):
 
     def training_stages(self) -> list[TrainingStage]:
         raise NotImplementedError
+
+    def fit_memory(self, prepared: PreparedSet, seed: int, progress: bool = True) -> dict[str, Any] | None:
+        """Gradient-free fitting before the stages (PatchCore builds its bank); returns a log record, None: nothing."""
+        return None
 
     def inference_form(self) -> AnomalyModel:
         """The module to export: same outputs as eval-mode `forward`, possibly a cheaper graph (default: self)."""
