@@ -207,7 +207,7 @@ def markdown(rows: list[dict[str, Any]], notes: list[str]) -> str:
         metrics = [_cell(r[k]) for k, _ in METRICS]
         lines.append(f"| {r['dataset']} | {r['category']} | {r['trained_on']} | {r['model']} | {r['seed']} | "
                      + " | ".join(metrics) + " |")  # fmt: skip
-    return "\n".join([*lines, "", *notes]).rstrip() + "\n"
+    return "\n".join([*lines, "", *(f"- {note}" for note in notes)]).rstrip() + "\n"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -228,6 +228,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="time ORT INT8")
     parser.add_argument("--quiet", action="store_true", help="no per-step progress bars")
     parser.add_argument("--cached-only", action="store_true", help="tabulate finished cells only; train nothing")
+    parser.add_argument("--note", action="append", default=[], help="a line for the notes under the table")
     args = parser.parse_args(argv)
     args.models = parse_choices(args.models, MODELS, "--models")
     try:
@@ -282,6 +283,7 @@ def write_results(
     notes = [f"Preset {args.preset}; INT8 = ORT U8S8 (model_cpu.onnx), batch 1, {args.threads} thread(s), median of "
              f"{LATENCY_RUNS}; train s = `lineside train` wall time incl. feature caching."]  # fmt: skip
     notes += [f"Not run (no finished cell): {', '.join(missing)}."] if missing else []
+    notes += args.note
     paths = {n: os.path.relpath(p, REPO) for n, p in sets.items()}
     atomic_write_json(args.out / "real_data.json", {"preset": args.preset, "sets": paths, "rows": rows})
     text = markdown(rows, notes)

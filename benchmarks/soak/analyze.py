@@ -126,7 +126,9 @@ class Analysis:
         verdicts = {r["verdict"] for r in records}
         arrival = wall + self.settings.delay_ms / 1000
         ejected = self._ejected(records, arrival, tally, part)
-        covered = self.unhealthy.meets(wall, arrival + self.tol)
+        # a reject write lost with its link is known to have failed when the pulse's OFF write fails: an alarm
+        # up to the end of the part's pulse covers it
+        covered = self.unhealthy.meets(wall, arrival + self.tol + self.settings.pulse_ms / 1000)
         if records and records[0].get("counter") == part and _status == "sent":
             tally["capture_lag"].append((records[0]["capture_time"] - wall) * 1000)
         if not records:
