@@ -308,6 +308,8 @@ def test_nan_timings_are_usage_errors(line: dict[str, Path], flag: str) -> None:
         ["synth", "OUT", "--seed", "-1"],  # was an internal error (numpy seed)
         ["synth", "OUT", "--workers", "0"],  # was silently accepted
         ["calibrate", "BUNDLE", "--good", "G", "--threads", "-1"],  # was passed on to ONNX Runtime
+        ["train", "--data", "D", "--model", "crr", "--out", "O", "--seed", "-1"],  # was an internal error
+        ["train", "--data", "D", "--model", "crr", "--out", "O", "--eval-every", "-1"],  # was silently accepted
     ],
 )
 def test_other_commands_refuse_out_of_range_integers(argv: list[str]) -> None:

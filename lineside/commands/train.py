@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from lineside.errors import LinesideError, missing_extra
+from lineside.validate import int_arg
+
+COUNT, SEED = int_arg(at_least=1), int_arg(at_least=0)  # --epochs/--threads, --seed/--eval-every
 
 HELP = "Train a CRR, RLR or PatchCore model on good images (multi-class)."
 
@@ -19,16 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder: model.pt, metrics.json, train_log.jsonl")
     parser.add_argument("--category", nargs="+", metavar="C", help="categories to train on (default: all)")
     parser.add_argument("--preset", choices=["tiny", "edge", "paper"], default="edge", help="default: edge")
-    parser.add_argument("--epochs", type=int, help="epochs of the main stage (default: the preset's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=COUNT, help="epochs of the main stage (default: the preset's)")
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--backbone-weights", metavar="PATH", help="encoder weights file (DINOv2, WideResNet50)")
     parser.add_argument("--random-init-backbone", action="store_true", help="random encoder weights (tests only)")
     parser.add_argument("--textures", metavar="DIR", help="texture images for synthetic defects (e.g. DTD)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--eval-every", type=int, default=0, metavar="N", help="evaluate every N epochs (0: at end)")
+    parser.add_argument("--eval-every", type=SEED, default=0, metavar="N", help="evaluate every N epochs (0: at end)")
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation on the test split")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=COUNT, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument(
         "--val-fraction", type=float, default=0.1, metavar="F",
         help="good training images held out per category for export's accuracy gates (default 0.1, 2..40 each)",
