@@ -21,20 +21,22 @@ from lineside.preprocess import resize_for_model
 
 
 def find_good_images(root: str | Path) -> dict[str, list[Path]]:
-    """Good images per category: the train split of a data set (MVTec / VisA / folder layout), else its good test images.
+    """Good training images per category (MVTec / VisA train split, or a plain folder of good images).
 
-    A plain folder of images counts as one category of good images.
+    Never test images: INT8 ranges are a normalisation, and nothing that sets one may read the test split.
     """
     from lineside.data import open_dataset
 
     dataset = open_dataset(root)
-    good = [s for s in dataset.samples if s.label == 0]
-    train = [s for s in good if s.split == "train"]
     groups: dict[str, list[Path]] = {}
-    for sample in train or good:
-        groups.setdefault(sample.category, []).append(sample.image_path)
+    for sample in dataset.samples:
+        if sample.label == 0 and sample.split == "train":
+            groups.setdefault(sample.category, []).append(sample.image_path)
     if not groups:
-        raise LinesideError(f"no good images in {root}: point --calib at a folder of good parts")
+        raise LinesideError(
+            f"no good training images in {root} (calibration never reads test images): "
+            "point --calib at a folder of good parts"
+        )
     return groups
 
 

@@ -68,7 +68,8 @@ def _logits_path(softmax: Any, producers: dict[str, Any]) -> list[Any]:
     They stay float: the mask needs the range, and the q·k product reduces over one head's width only,
     so an INT8 MatMul saves little while requantizing its (L, L) output costs more than it saves.
     """
-    path, name = [], softmax.input[0]
+    path: list[Any] = []
+    name = softmax.input[0]
     while name in producers and len(path) < _LOGITS_DEPTH:
         node = producers[name]
         if node.op_type not in _LOGITS_STEPS | {"MatMul"}:
@@ -200,13 +201,38 @@ class FeedReader:
         return next(self._feeds, None)
 
 
+METRIC_NAMES = {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "aupro": "AUPRO"}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Largest accepted drop vs FP32 per metric, in points (x100), measured on the validation set."""
+
+    reference: dict[str, float]  # FP32's metric values, 0..1
+    limits: dict[str, float]  # metric -> points
+
+    def drops(self, measured: dict[str, float]) -> dict[str, float]:
+        """Drop in points of each gated metric that both graphs have."""
+        return {
+            m: 100.0 * (self.reference[m] - measured[m]) for m in self.limits if m in measured and m in self.reference
+        }
+
+    def passes(self, drops: dict[str, float]) -> bool:
+        """All gated drops within their limits."""
+        return all(drop <= self.limits[m] + 1e-9 for m, drop in drops.items())
+
+    def describe(self) -> str:
+        """'I-AUROC 0.5, P-AUROC 0.5, AUPRO 1.5' for messages."""
+        return ", ".join(f"{METRIC_NAMES.get(m, m)} {limit:g}" for m, limit in self.limits.items())
+
+
 @dataclass
 class Attempt:
-    """One fallback step: how many extra nodes stayed float and the I-AUROC drop per flavour (points)."""
+    """One fallback step: extra nodes kept float, and per flavour the metric values and drops (points)."""
 
     unquantized: int
-    drop: dict[str, float]
-    auroc: dict[str, float]
+    drop: dict[str, dict[str, float]]
+    metrics: dict[str, dict[str, float]]
 
 
 @dataclass
@@ -236,16 +262,15 @@ def quantize_with_fallback(
     out_dir: Path,
     base_exclude: list[str],
     ranking: Callable[[], list[list[str]]],
-    evaluate: Callable[[Path], float],
-    fp32_auroc: float,
+    evaluate: Callable[[Path], dict[str, float]],
+    gate: Gate,
     spec: QuantSpec,
     reader: Any,
-    max_drop: float,
 ) -> Int8Result:
-    """Quantize both flavours; keep node groups float, most sensitive first, until both drops <= max_drop.
+    """Quantize both flavours; keep node groups float, most sensitive first, until both pass the gate.
 
-    `ranking()` is called only if the fully quantized graph misses `max_drop`; it returns node
-    groups in fallback order, tried 1, 2, 4, ... at a time. `evaluate(path)` returns a graph's I-AUROC; drops are in points (x100).
+    `ranking()` is called only if the fully quantized graph misses the gate; it returns node groups in
+    fallback order, tried 1, 2, 4, ... at a time. `evaluate(path)` returns a graph's validation metrics.
     At most `MAX_FALLBACK_FRACTION` of the quantizable nodes are given back to float.
     """
     attempts: list[Attempt] = []
@@ -253,27 +278,35 @@ def quantize_with_fallback(
     used = 0
     while True:
         extra = [name for group in (groups or [])[:used] for name in group]
-        paths, drops, aurocs = {}, {}, {}
+        paths, drops, metrics = {}, {}, {}
         for flavour in FLAVOURS:  # s8s8 first: when it misses, u8s8 need not be measured
             paths[flavour] = quantize(
                 fp32_path, out_dir / f"{flavour}.onnx", flavour, base_exclude + extra, spec, reader
             )
-            aurocs[flavour] = evaluate(paths[flavour])
-            drops[flavour] = 100.0 * (fp32_auroc - aurocs[flavour])
-            if drops[flavour] > max_drop:
+            metrics[flavour] = evaluate(paths[flavour])
+            drops[flavour] = gate.drops(metrics[flavour])
+            if not gate.passes(drops[flavour]):
                 break
-        attempts.append(Attempt(len(extra), drops, aurocs))
-        log.info("int8: %d nodes kept float -> I-AUROC drop %s", len(extra), drops)
-        if len(drops) == len(FLAVOURS) and max(drops.values()) <= max_drop:
+        attempts.append(Attempt(len(extra), drops, metrics))
+        log.info("int8: %d nodes kept float -> drops %s", len(extra), drops)
+        if len(drops) == len(FLAVOURS) and all(gate.passes(d) for d in drops.values()):
             return Int8Result(paths, base_exclude + extra, extra, attempts)
         if groups is None:
             groups = ranking()
         used = _next_step(groups, used)
         if used == 0:
             break
-    tried = ", ".join(f"{a.unquantized} float: {max(a.drop.values()):.2f}" for a in attempts)
     raise LinesideError(
-        f"INT8 cannot meet --max-drop {max_drop} I-AUROC points with up to half of the layers un-quantized "
-        f"(attempts, nodes kept float: drop = {tried}); raise --max-drop, try --calib-method percentile or "
-        "entropy, or export fp16"
+        f"INT8 cannot stay within the accuracy gate ({gate.describe()} points) with up to half of the layers "
+        f"un-quantized (attempts: {_attempts_text(attempts)}); raise --max-drop / --max-pixel-drop / "
+        "--max-aupro-drop, try --calib-method percentile or entropy, or export fp16"
     )
+
+
+def _attempts_text(attempts: list[Attempt]) -> str:
+    parts = []
+    for attempt in attempts:
+        worst = {m: max(d.get(m, 0.0) for d in attempt.drop.values()) for m in next(iter(attempt.drop.values()))}
+        drops = ", ".join(f"{METRIC_NAMES.get(m, m)} -{v:.2f}" for m, v in worst.items())
+        parts.append(f"{attempt.unquantized} nodes float: {drops}")
+    return "; ".join(parts)

@@ -35,7 +35,9 @@ class ExportOptions:
     calib: Path | None = None
     calib_size: int = 64
     calib_method: str = "minmax"
-    max_drop: float = 0.5
+    max_drop: float = 0.5  # I-AUROC points
+    max_pixel_drop: float = 0.5  # P-AUROC points
+    max_aupro_drop: float = 1.5  # AUPRO points
     dynamic_batch: bool = False
     force: bool = False
     eval_limit: int | None = None
@@ -50,8 +52,12 @@ class ExportOptions:
             raise LinesideError(f"--calib-method must be one of {', '.join(METHODS)}, got {self.calib_method!r}")
         if self.precision == "int8" and self.data is None:
             raise LinesideError("int8 export measures the accuracy drop on an eval set: pass --data DIR")
-        if self.max_drop < 0:
-            raise LinesideError(f"--max-drop must be >= 0 I-AUROC points, got {self.max_drop}")
+        for flag, value in (
+            ("--max-drop", self.max_drop), ("--max-pixel-drop", self.max_pixel_drop),
+            ("--max-aupro-drop", self.max_aupro_drop),
+        ):  # fmt: skip
+            if not 0 <= value < float("inf"):  # also refuses NaN
+                raise LinesideError(f"{flag} must be a finite number of points >= 0, got {value}")
         if self.out.exists() and not self.force:
             raise LinesideError(f"{self.out} already exists: choose another --out or pass --force to replace it")
 

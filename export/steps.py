@@ -5,11 +5,13 @@ Returns the files that go into the bundle and the report that describes them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lineside.errors import LinesideError
 from lineside.export.ort_run import Outputs, cpu_session, run_images
 
 if TYPE_CHECKING:
@@ -94,52 +96,92 @@ def _parity(torch_out: Outputs, ort_out: Outputs, eval_set: EvalSet | None) -> d
     return parity
 
 
-def _images(options: ExportOptions, size: tuple[int, int]) -> tuple[EvalSet | None, tuple[np.ndarray, ...]]:
-    if options.data is None:
-        rng = np.random.default_rng(0)
-        return None, tuple(rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(PARITY_IMAGES_WITHOUT_DATA))
-    from lineside.export.evalset import load_eval_set
+@dataclass
+class _Sets:
+    """What each graph is measured on: the validation set (gates) and the test split (reported only)."""
 
-    eval_set = load_eval_set(options.data, size, limit_per_category=options.eval_limit)
-    return eval_set, eval_set.images
+    validation: EvalSet | None
+    test: EvalSet | None
+    threads: int
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def parity_images(self, size: tuple[int, int]) -> tuple[np.ndarray, ...]:
+        if self.validation is not None:
+            return self.validation.images
+        rng = np.random.default_rng(0)
+        return tuple(rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(PARITY_IMAGES_WITHOUT_DATA))
+
+    def measure(self, name: str, path: Path, validation_out: Outputs | None = None) -> Outputs | None:
+        """Record `name`'s metrics on both sets in the report; returns its validation outputs."""
+        from lineside.export.evalset import accuracy
+
+        if self.validation is None:
+            return None
+        if validation_out is None:
+            validation_out = run_images(cpu_session(path, threads=self.threads), self.validation.images)
+        self.report.setdefault("validation", {})[name] = accuracy(
+            self.validation, validation_out.scores, validation_out.maps
+        )
+        if self.test is not None:
+            out = run_images(cpu_session(path, threads=self.threads), self.test.images)
+            self.report.setdefault("accuracy", {})[name] = accuracy(self.test, out.scores, out.maps)
+        return validation_out
+
+
+def _measurement_sets(options: ExportOptions, loaded: LoadedCheckpoint, size: tuple[int, int]) -> _Sets:
+    if options.data is None:
+        return _Sets(None, None, options.threads)
+    from lineside.export.evalset import load_eval_set
+    from lineside.export.validation import load_validation_set
+
+    validation, source = load_validation_set(options.data, loaded.classes, loaded.held_out, size)
+    try:
+        test = load_eval_set(options.data, size, limit_per_category=options.eval_limit)
+    except LinesideError:
+        test = None  # no labelled test split: nothing to report beyond validation
+    sets = _Sets(validation, test, options.threads)
+    sets.report["validation_source"] = source.report()
+    sets.report["accuracy_note"] = "gates use 'validation'; 'accuracy' (test split) is reported, never decides"
+    return sets
 
 
 def run_steps(
     loaded: LoadedCheckpoint, options: ExportOptions, work: Path, stages: Any
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """All export steps; returns ({bundle file name: path}, report)."""
-    from lineside.export.evalset import accuracy
     from lineside.export.pipeline import PARITY_MAX_REL
 
     fused, report = _fused_graph(loaded, options, work, stages)
     stages.start("parity")
     size = tuple(loaded.input_size)
-    eval_set, images = _images(options, size)  # type: ignore[arg-type]
+    sets = _measurement_sets(options, loaded, size)  # type: ignore[arg-type]
+    report.update(sets.report)
+    sets.report = report
+    images = sets.parity_images(size)  # type: ignore[arg-type]
     fp32_out = run_images(cpu_session(work / "fp32.onnx", threads=options.threads), images)
-    report["parity"] = _parity(torch_outputs(fused, images), fp32_out, eval_set)
+    report["parity"] = _parity(torch_outputs(fused, images), fp32_out, sets.validation)
     if report["parity"]["map_max_abs_err_rel"] > PARITY_MAX_REL:
         raise RuntimeError(f"FP32 ONNX does not match torch: {report['parity']}")
-    report["accuracy"] = {"fp32": accuracy(eval_set, fp32_out.scores, fp32_out.maps)} if eval_set else {}
+    sets.measure("fp32", work / "fp32.onnx", fp32_out)
     files = {"model.onnx": work / "fp32.onnx"}
     if options.precision == "fp16":
-        files = {"model.onnx": _fp16(work, options, eval_set, images, fp32_out, report, stages)}
+        files = {"model.onnx": _fp16(work, options, sets, images, fp32_out, stages)}
     elif options.precision == "int8":
-        files = _int8(work, options, eval_set, fp32_out, report, stages)  # type: ignore[arg-type]
+        files = _int8(work, options, sets, stages)
     return files, report
 
 
 def _fp16(
     work: Path,
     options: ExportOptions,
-    eval_set: EvalSet | None,
+    sets: _Sets,
     images: tuple[np.ndarray, ...],
     fp32_out: Outputs,
-    report: dict[str, Any],
     stages: Any,
 ) -> Path:
     import onnx
 
-    from lineside.export.evalset import accuracy, one_pair_points
+    from lineside.export.evalset import one_pair_points
     from lineside.export.fp16 import convert_to_fp16
     from lineside.export.pipeline import FP16_MAX_DROP, drop_points, relative_error
     from lineside.export.regions import find_regions
@@ -151,6 +193,7 @@ def _fp16(
     half = check_model(convert_to_fp16(model, regions.body - regions.tail_feeders))
     onnx.save(half, str(work / "fp16.onnx"))
     out = run_images(cpu_session(work / "fp16.onnx", threads=options.threads), images)
+    report = sets.report
     report["fp16"] = {
         "regions": {
             "head": len(regions.head),
@@ -161,13 +204,13 @@ def _fp16(
         "map_max_abs_err_rel_vs_fp32": relative_error(out.maps, fp32_out.maps),
         "score_max_abs_err_vs_fp32": float(np.abs(out.scores - fp32_out.scores).max()),
     }
-    if eval_set is not None:
-        report["accuracy"]["fp16"] = accuracy(eval_set, out.scores, out.maps)
-        drop = drop_points(report["accuracy"]["fp32"], report["accuracy"]["fp16"])
+    if sets.validation is not None:
+        sets.measure("fp16", work / "fp16.onnx", out)
+        drop = drop_points(report["validation"]["fp32"], report["validation"]["fp16"])
         report["fp16"]["image_auroc_drop_points"] = drop
-        # A drop finer than one swapped good/defect pair cannot be measured on this eval set: on a small set the
-        # limit is that resolution (recorded), on the synthetic default set (20 x 20 pairs x 6 classes) it is 0.1.
-        resolution = one_pair_points(eval_set)
+        # A drop finer than one swapped good/defect pair cannot be measured on this validation set: on a small
+        # set the limit is that resolution (recorded).
+        resolution = one_pair_points(sets.validation)
         limit = max(FP16_MAX_DROP, resolution)
         report["fp16"].update(drop_limit_points=limit, eval_resolution_points=resolution)
         if drop > limit + 1e-9:
@@ -175,26 +218,32 @@ def _fp16(
     return work / "fp16.onnx"
 
 
-def _int8(
-    work: Path, options: ExportOptions, eval_set: EvalSet, fp32_out: Outputs, report: dict[str, Any], stages: Any
-) -> dict[str, Path]:
+def _gate(options: ExportOptions, validation: EvalSet, reference: dict[str, Any]) -> Any:
+    """The INT8 accuracy gate: I-AUROC (no finer than one swapped pair), P-AUROC and AUPRO drops vs FP32."""
+    from lineside.export.evalset import one_pair_points
+    from lineside.export.int8 import Gate
+
+    limits = {
+        "image_auroc": max(options.max_drop, one_pair_points(validation)),
+        "pixel_auroc": options.max_pixel_drop,
+        "aupro": options.max_aupro_drop,
+    }
+    return Gate({m: float(v) for m, v in reference["mean"].items() if m in limits}, limits)
+
+
+def _int8(work: Path, options: ExportOptions, sets: _Sets, stages: Any) -> dict[str, Path]:
     import onnx
 
     from lineside.calibration.calib_set import build_calibration_set, data_reader
-    from lineside.export.evalset import accuracy, image_auroc
-    from lineside.export.int8 import (
-        QuantSpec,
-        quantizable_nodes,
-        quantize,
-        quantize_with_fallback,
-        sensitive_nodes,
-    )
-    from lineside.export.pipeline import drop_points
+    from lineside.export.evalset import accuracy
+    from lineside.export.int8 import QuantSpec, quantizable_nodes, quantize, quantize_with_fallback, sensitive_nodes
     from lineside.export.regions import find_regions
     from lineside.export.sensitivity import node_groups, rank_groups
 
+    validation = sets.validation
+    assert validation is not None  # ExportOptions.validate requires --data for int8
     stages.start("calibrate")
-    size = eval_set.images[0].shape[:2]
+    size = validation.images[0].shape[:2]
     calib = build_calibration_set(options.calib or options.data, size, options.calib_size)  # type: ignore[arg-type]
     spec = QuantSpec(method=options.calib_method, cache=work / "ranges.json")
     fp32 = work / "fp32.onnx"
@@ -204,11 +253,11 @@ def _int8(
     stages.start("int8")
     outputs: dict[Path, Outputs] = {}
     report_groups: list[dict[str, Any]] = []
-    score = image_auroc(eval_set)
+    gate = _gate(options, validation, sets.report["validation"]["fp32"])
 
-    def evaluate(path: Path) -> float:
-        outputs[path] = run_images(cpu_session(path, threads=options.threads), eval_set.images)
-        return score(outputs[path].scores)
+    def evaluate(path: Path) -> dict[str, float]:
+        outputs[path] = run_images(cpu_session(path, threads=options.threads), validation.images)
+        return accuracy(validation, outputs[path].scores, outputs[path].maps)["mean"]  # type: ignore[return-value]
 
     def ranking() -> list[list[str]]:
         groups = node_groups(model, candidates)
@@ -220,17 +269,13 @@ def _int8(
         report_groups.extend({"group": name, "map_error_removed": gain} for name, gain in ranked)
         return [groups[name] for name, _ in ranked]
 
-    fp32_auroc = score(fp32_out.scores)
-    result = quantize_with_fallback(
-        fp32, work, excluded, ranking, evaluate, fp32_auroc, spec, data_reader(calib), options.max_drop
-    )
+    result = quantize_with_fallback(fp32, work, excluded, ranking, evaluate, gate, spec, data_reader(calib))
+    report = sets.report
     report["int8"] = _int8_report(options, calib, excluded, candidates, result)
-    report["int8"]["sensitivity"] = report_groups
+    report["int8"].update(sensitivity=report_groups, gate_limits_points=gate.limits)
     for flavour, path in result.paths.items():
-        report["accuracy"][f"int8_{flavour}"] = accuracy(eval_set, outputs[path].scores, outputs[path].maps)
-        report["int8"][f"drop_points_{flavour}"] = drop_points(
-            report["accuracy"]["fp32"], report["accuracy"][f"int8_{flavour}"]
-        )
+        sets.measure(f"int8_{flavour}", path, outputs[path])
+        report["int8"][f"drop_points_{flavour}"] = gate.drops(report["validation"][f"int8_{flavour}"]["mean"])
     return {"model.onnx": result.paths["s8s8"], "model_cpu.onnx": result.paths["u8s8"]}
 
 
@@ -246,6 +291,10 @@ def _int8_report(options: ExportOptions, calib: Any, excluded: list, candidates:
         "kept_float_sensitive": len(excluded),
         "quantizable": len(candidates),
         "fallback_unquantized": result.fallback_nodes,
-        "max_drop_points": options.max_drop,
+        "max_drop_points": {
+            "image_auroc": options.max_drop,
+            "pixel_auroc": options.max_pixel_drop,
+            "aupro": options.max_aupro_drop,
+        },
         "attempts": [vars(a) for a in result.attempts],
     }

@@ -133,24 +133,20 @@ def tiny_run_factory(tmp_path_factory, export_data):
 
     def make(name: str):
         if name not in made:
-            import numpy as np
             import torch
 
             from lineside.data import open_dataset
-            from lineside.preprocess import resize_for_model
-            from lineside.train.features import TrainData
+            from lineside.train.data import load_train_data
             from lineside.train.loop import LoopOptions, fit
             from lineside.train.models.base import build_model
 
             torch.set_num_threads(2)
             torch.manual_seed(0)  # decoder init must not depend on how much of the global RNG earlier tests used
             dataset = open_dataset(export_data)
-            train = [s for s in dataset.samples if s.split == "train"]
             model = build_model(name, "tiny", dataset.categories)
-            images = np.stack([resize_for_model(s.load_image(), model.input_size) for s in train])
-            class_ids = np.array([dataset.categories.index(s.category) for s in train])
+            # as `lineside train` does: 2 of each category's 8 good images are held out for export's gates
+            data, model.held_out = load_train_data(dataset, dataset.categories, model.input_size, progress=False)
             out = tmp_path_factory.mktemp(f"run_{name}")
-            data = TrainData(images, class_ids, dataset.categories)
             fit(model, data, LoopOptions(out_dir=out, epochs=TINY_EPOCHS[name], progress=False))
             made[name] = out / "model.pt"
         return made[name]

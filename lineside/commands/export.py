@@ -16,7 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32", help="graph precision")
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to create")
     parser.add_argument(
-        "--data", type=Path, help="data set whose test split measures parity and accuracy (required for int8)"
+        "--data",
+        type=Path,
+        help="the training data set: its held-out good images + synthetic defects gate the export (required for "
+        "int8); its test split, if any, is measured and reported only",
     )
     parser.add_argument("--calib", type=Path, help="good images for INT8 calibration (default: --data's train split)")
     parser.add_argument("--calib-size", type=int, default=64, help="calibration images, stratified (default 64)")
@@ -25,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-drop", type=float, default=0.5, help="INT8: largest accepted I-AUROC drop vs FP32, points (0.5)"
+    )
+    parser.add_argument(
+        "--max-pixel-drop", type=float, default=0.5, help="INT8: largest accepted P-AUROC drop vs FP32, points (0.5)"
+    )
+    parser.add_argument(
+        "--max-aupro-drop", type=float, default=1.5, help="INT8: largest accepted AUPRO drop vs FP32, points (1.5)"
     )
     parser.add_argument("--eval-limit", type=int, help="at most this many test images per category")
     parser.add_argument("--dynamic-batch", action="store_true", help="dynamic batch axis (default: static batch 1)")
@@ -62,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         calib_size=args.calib_size,
         calib_method=args.calib_method,
         max_drop=args.max_drop,
+        max_pixel_drop=args.max_pixel_drop,
+        max_aupro_drop=args.max_aupro_drop,
         dynamic_batch=args.dynamic_batch,
         force=args.force,
         eval_limit=args.eval_limit,
@@ -86,11 +97,13 @@ def summary(bundle_path: Path) -> str:
     ]
     if not parity["real_images"]:
         lines.append("  WARNING: no --data: parity ran on random images and accuracy was not measured")
-    for name, result in report.get("accuracy", {}).items():
-        mean = result["mean"]
-        lines.append(
-            f"  {name:<10} I-AUROC {mean['image_auroc']:.4f}  P-AUROC {mean.get('pixel_auroc', float('nan')):.4f}"
-        )
+    for split in ("validation", "accuracy"):
+        for name, result in report.get(split, {}).items():
+            mean = result["mean"]
+            lines.append(
+                f"  {'test' if split == 'accuracy' else split:<10} {name:<10} I-AUROC {mean['image_auroc']:.4f}  "
+                f"P-AUROC {mean.get('pixel_auroc', float('nan')):.4f}  AUPRO {mean.get('aupro', float('nan')):.4f}"
+            )
     for name, size in report["file_sizes"].items():
         lines.append(f"  {name}: {size / 1e6:.2f} MB")
     return "\n".join(lines)
