@@ -50,7 +50,7 @@ def resolve_threshold(bundle: Bundle, threshold: float | None, class_name: str |
 
 
 def decide(score: float, threshold: float) -> Verdict:
-    """REJECT when the score exceeds the threshold, ERROR when it is not a number, else PASS."""
-    if not math.isfinite(score):
+    """REJECT when the score exceeds the threshold, ERROR when either is not a finite number, else PASS."""
+    if not (math.isfinite(score) and math.isfinite(threshold)):
         return Verdict.ERROR
     return Verdict.REJECT if score > threshold else Verdict.PASS

@@ -67,6 +67,13 @@ class RunOptions:
 def check_options(options: RunOptions) -> None:
     """Refuse inconsistent timing before anything is opened."""
     eject, capture = options.ejector, options.capture
+    timings = (
+        ("--delay-ms", eject.delay_s), ("--pulse-ms", eject.pulse_s), ("--timeout-ms", eject.timeout_s),
+        ("--rate", capture.rate), ("--encoder-timeout-ms", eject.encoder_timeout_s),
+    )  # fmt: skip
+    for flag, value in timings:  # RunOptions built in Python skip the CLI's parse-time checks
+        if value is not None and not math.isfinite(value):
+            raise LinesideError(f"{flag} must be a finite number, got {value}")
     if eject.delay_s < 0 or eject.pulse_s <= 0:
         raise LinesideError("--delay-ms must be >= 0 and --pulse-ms > 0")
     if eject.timeout_s is not None and (

@@ -290,6 +290,9 @@ def test_fail_open_parts_are_logged_not_ejected_fail_open():
     [
         ({"ejector": EjectorConfig(fault_stops_heartbeat=False)}, "--on-fault alarm needs --alarm"),
         ({"ejector": EjectorConfig(encoder_timeout_s=1.0)}, "--encoder-timeout-ms needs --encoder"),
+        ({"ejector": EjectorConfig(delay_s=float("nan"))}, "--delay-ms must be a finite number"),
+        ({"ejector": EjectorConfig(pulse_s=float("inf"))}, "--pulse-ms must be a finite number"),
+        ({"ejector": EjectorConfig(delay_s=1.0, timeout_s=float("nan"))}, "--timeout-ms must be a finite number"),
     ],
 )
 def test_fault_options_are_checked(changes: dict, message: str):

@@ -105,6 +105,8 @@ def test_thresholds(tmp_path: Path):
     assert decide(0.71, 0.7) is Verdict.REJECT
     assert decide(0.7, 0.7) is Verdict.PASS
     assert decide(float("nan"), 0.7) is Verdict.ERROR
+    for threshold in (float("nan"), float("inf")):  # a broken threshold can never let a part PASS
+        assert decide(0.1, threshold) is Verdict.ERROR
 
 
 def test_frame_checks_and_roi():
