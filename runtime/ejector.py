@@ -257,14 +257,19 @@ class Ejector:
                 window.confirmed = True
         for window in [w for w in self._windows if w.end <= now]:
             self._windows.remove(window)
-            if window.confirmed:
+            failed = self.actuator.last_failure
+            if window.confirmed and (failed is None or failed < window.start):
                 events.append(
                     EjectEvent(window.part_id, self._count(Eject.EJECTED), detail=self.axis.describe(window.mark))
                 )
+                continue
+            if window.confirmed:  # ON went out, but a write failed in the window: the link may have taken neither
+                error = f"a reject output write failed in the part's window: {self.actuator.last_error}"
             else:
                 why = self.actuator.last_error or "the actuation loop was late"
                 error = f"reject output not ON in the part's window: {why}"
-                events.append(EjectEvent(window.part_id, self._count(Eject.FAILED), detail={"eject_error": error}))
+            self.health.report("reject output", error)  # a missed pulse is a fault the PLC must see
+            events.append(EjectEvent(window.part_id, self._count(Eject.FAILED), detail={"eject_error": error}))
         return events
 
     # ---- the actuation thread ----------------------------------------------------------------------------

@@ -34,6 +34,14 @@ class Frame:
         """A frame stamped with the current time."""
         return cls(part_id, time.monotonic(), time.time(), image, error, counter=counter)
 
+    @classmethod
+    def arrived(
+        cls, part_id: int, arrived_mono: float, image: np.ndarray | None, error: str | None, counter: int | None
+    ) -> Frame:
+        """A frame stamped with when it arrived (`time.monotonic()`, earlier than now), wall time to match."""
+        wall = time.time() - (time.monotonic() - arrived_mono)
+        return cls(part_id, arrived_mono, wall, image, error, counter=counter)
+
 
 def frame_problem(image: np.ndarray | None) -> str | None:
     """Why `image` cannot be inspected (None if it can): missing, wrong type/shape, or blank."""

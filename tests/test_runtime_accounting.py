@@ -185,3 +185,44 @@ def test_lineside_run_records_the_counter_kind_and_every_frames_counter(tmp_path
     assert [r["counter"] for r in parts.values()] == list(range(6))
     assert summary["dropped_frames"] == 0 and summary["counter_restarts"] == 0
     assert {r["run_id"] for r in records} == {summary["run_id"]}
+
+
+class _SlowDecodeCamera(FrameSource):
+    """Frames whose bytes arrive at once but take 80 ms to decode; the last one also waits in the reader's queue."""
+
+    live = False
+
+    def __init__(self, frames: int, tells_arrival: bool) -> None:
+        self.left, self.tells_arrival, self.arrivals = frames, tells_arrival, []
+
+    def read(self) -> tuple[np.ndarray | None, str | None]:
+        if not self.left:
+            raise EndOfSource("done")
+        self.left -= 1
+        arrived = time.monotonic()
+        self.arrivals.append(arrived)
+        if self.tells_arrival:
+            self.last_arrival = arrived
+        time.sleep(0.08)  # the decode
+        return np.full((16, 16, 3), 128, np.uint8), None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def describe(self) -> str:
+        return "slow-decode camera"
+
+
+@pytest.mark.parametrize("tells_arrival", [True, False])
+def test_parts_are_timed_from_their_frames_arrival_not_the_hand_off(tells_arrival: bool) -> None:
+    """Soak finding (part 3011): a frame stamped at hand-off, 137 ms after it arrived, was pulsed after it passed."""
+    camera = _SlowDecodeCamera(3, tells_arrival)
+    capture = Capture(lambda: camera, CaptureConfig())
+    frames: list = []
+    capture.run(lambda frame: (frames.append(frame), time.sleep(0.2)))  # a slow consumer: frames wait in the queue
+    assert len(frames) == 3
+    for frame, arrived in zip(frames, camera.arrivals, strict=True):
+        lag = frame.capture_mono - arrived
+        # told: the arrival itself; not told: when read() returned (the decode), never the later hand-off
+        assert (0 <= lag < 0.01) if tells_arrival else (0.07 <= lag < 0.15)
+        assert abs((frame.capture_time - time.time()) - (frame.capture_mono - time.monotonic())) < 0.01

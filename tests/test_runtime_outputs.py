@@ -325,3 +325,50 @@ def test_on_fault_alarm_keeps_the_heartbeat_unless_the_alarm_output_itself_fails
     assert alarm_on is True and dead_port.WRITTEN[:2] == [b"CLEAR\n", b"ALARM\n"]
     assert beats_while_alarm >= 5
     assert not any(on for t, on in beat.transitions if t > unplugged + 0.25)  # found by a refresh (0.05 s)
+
+
+class _OffFailsRelay(LogActuator):
+    """A relay whose link dies right after a pulse went ON: every OFF write fails (soak finding, part 2912)."""
+
+    def _write(self, on: bool) -> None:
+        if not on and self.transitions:
+            raise OSError(5, "Input/output error")
+        super()._write(on)
+
+
+def _run_to_end(ejector: Ejector) -> list:
+    stop = threading.Event()
+    stop.set()  # finish what is in flight, then return
+    ejector.run(stop)
+    events = []
+    while not ejector.events.empty():
+        events.append(ejector.events.get())
+    return events
+
+
+def test_a_pulse_window_a_late_actuation_loop_missed_is_failed_and_a_fault():
+    """Soak finding (parts 8069, 8360): a stalled loop logged eject_failed but the heartbeat went on."""
+    relay = LogActuator("log://")
+    relay.connect()
+    health = LineHealth(hold_s=5.0)
+    ejector = Ejector(relay, EjectorConfig(delay_s=0.02, pulse_s=0.02, refresh_s=None), health=health)
+    assert ejector.register(0, time.monotonic()) is Eject.PENDING
+    assert ejector.resolve(0, Verdict.REJECT) is Eject.PENDING
+    time.sleep(0.15)  # the actuation loop is late: the part's window is over before it runs
+    events = _run_to_end(ejector)
+    assert [(e.part_id, e.eject) for e in events] == [(0, Eject.FAILED)]
+    assert "late" in events[0].detail["eject_error"]
+    assert "reject output" in health.faults()  # the heartbeat stops: the PLC sees it
+
+
+def test_a_pulse_whose_off_write_failed_is_not_called_ejected():
+    """Soak finding (part 2912): ON went into a dying link and the failed OFF showed it; the part was 'ejected'."""
+    relay = _OffFailsRelay("log://")
+    relay.connect()  # connect's OFF comes before any transition: it succeeds
+    health = LineHealth(hold_s=5.0)
+    ejector = Ejector(relay, EjectorConfig(delay_s=0.0, pulse_s=0.03, refresh_s=None), health=health)
+    assert ejector.register(0, time.monotonic()) is Eject.PENDING
+    assert ejector.resolve(0, Verdict.REJECT) is Eject.PENDING
+    events = _run_to_end(ejector)
+    assert [(e.part_id, e.eject) for e in events] == [(0, Eject.FAILED)]
+    assert "write failed" in events[0].detail["eject_error"] and "reject output" in health.faults()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -66,7 +67,7 @@ class SoakCameraSource(FrameSource):
         """The next frame, or (None, why) for one that does not decode; sets `last_counter`."""
         frame_id, length = HEADER.unpack(_receive(self._sock, HEADER.size))
         payload = _receive(self._sock, length)
-        self.last_counter = frame_id
+        self.last_counter, self.last_arrival = frame_id, time.monotonic()  # before the decode
         try:
             return decode_image(payload, f"frame {frame_id}"), None
         except LinesideError as exc:

@@ -40,6 +40,11 @@ class FrameSource(ABC):
     counter restart (camera reset), not as drops. A reopened source starts a new count: parts lost
     while the source was down are counted from `--rate` (see capture.py), not from the counter.
     Sources without a counter leave `counter_kind = None`; their drops cannot be detected.
+
+    Arrival time: the part's deadlines and its reject pulse are timed from when its frame arrived. A source
+    that knows (the moment its bytes came in, before a slow decode) sets `last_arrival` to that
+    `time.monotonic()` in `read()`; otherwise the reader stamps the moment `read()` returned, never the later
+    hand-off to inference, so a frame that waited behind the reader's queue is not pulsed late.
     """
 
     live: bool = False  # a camera or stream: reopened when lost; a file or folder: ends
@@ -48,6 +53,7 @@ class FrameSource(ABC):
     counter_min: int = 0  # lowest counter value (the value after a wrap)
     counter_max: int | None = None  # highest counter value before it wraps; None: never wraps
     last_counter: int | None = None  # counter of the frame the last read() returned
+    last_arrival: float | None = None  # time.monotonic() its frame arrived, for sources that know (see above)
 
     @property
     def has_counter(self) -> bool:

@@ -94,8 +94,10 @@ def _reader(source: FrameSource, items: queue.Queue, alive: threading.Event) -> 
     try:
         while alive.is_set():
             try:
+                source.last_arrival = None
                 image, error = source.read()
-                item: object = (image, error, source.last_counter)  # the counter of this very frame
+                arrived = source.last_arrival or time.monotonic()
+                item: object = (image, error, source.last_counter, arrived)  # this very frame's counter and time
             except EndOfSource as exc:
                 item = _End(str(exc))
             except Exception as exc:  # a driver error is a lost source, not a crash of the line
@@ -211,10 +213,10 @@ class Capture:
     def _done(self) -> bool:
         return self.config.max_parts is not None and self._next_id >= self.config.max_parts
 
-    def _frame(self, image: np.ndarray | None, error: str | None, counter: int | None) -> Frame:
+    def _frame(self, image: np.ndarray | None, error: str | None, counter: int | None, arrived: float) -> Frame:
         if image is not None:
             image, error = crop(image, self.config.roi)
-        frame = Frame.now(self._next_id, image, error, counter)
+        frame = Frame.arrived(self._next_id, arrived, image, error, counter)
         self._next_id += 1
         self.stats.frames += 1
         self.stats.bad_frames += int(error is not None)
