@@ -227,10 +227,16 @@ class Ejector:
         events = []
         gap = self.track.gap_s if self.track is not None else None
         stale = gap is not None and gap > self.config.pulse_s
+        speed = self.track.speed() if self.track is not None else None
         while self._due and self._due[0][0] <= position:
-            _, part_id, _ = heapq.heappop(self._due)
+            target, part_id, _ = heapq.heappop(self._due)
+            late_s = (position - target) / speed if speed else 0.0
             if stale:
                 error = f"encoder outage: the part passed the ejector during {gap:.2f} s without a position"
+                events.append(EjectEvent(part_id, self._count(Eject.FAILED), detail={"eject_error": error}))
+            elif late_s > self.config.pulse_s:  # a late read or a late loop: a pulse now would hit what follows
+                error = f"the part was {1000 * late_s:.0f} ms past the ejector when the loop saw its position"
+                self.health.report("reject output", error)
                 events.append(EjectEvent(part_id, self._count(Eject.FAILED), detail={"eject_error": error}))
             else:
                 self._windows.append(_Window(part_id, now, now + self.config.pulse_s, position))
@@ -249,11 +255,12 @@ class Ejector:
             edges.append(self.axis.wake(self._due[0][0]))
         return reject_on, min(edges, default=now + IDLE_S)
 
-    def _settle(self, now: float, output_on: bool) -> list[EjectEvent]:
-        """After the outputs were driven: windows that saw the output ON are confirmed; ended ones report."""
+    def _settle(self, now: float, output_on: bool, written: float) -> list[EjectEvent]:
+        """After the outputs were driven (the reject write returned at `written`): windows that saw the output
+        ON, written before their pulse would have ended, are confirmed; ended ones report."""
         events = []
         for window in self._windows:
-            if output_on and window.start <= now:
+            if output_on and window.start <= now and written - window.start <= self.config.pulse_s:
                 window.confirmed = True
         for window in [w for w in self._windows if w.end <= now]:
             self._windows.remove(window)
@@ -308,6 +315,7 @@ class Ejector:
             reject_on, wake = self._wanted(now)
         was_on, issued = self.actuator.state is True, time.monotonic()
         ok = self._drive(self.actuator, reject_on, self.config.refresh_s)
+        written = time.monotonic()
         if self.actuator.state is True and not was_on:
             self._on_since = issued  # the device switches when the command arrives, not when it is acknowledged
         try:
@@ -315,7 +323,7 @@ class Ejector:
             ok = self._drive(self.heartbeat, beat_on) & self._drive(self.alarm, alarm_on, self.config.refresh_s) & ok
         finally:  # whatever the health outputs did, the pulses' outcomes are reported
             with self._wake:
-                events += self._settle(now, self.actuator.state is True)
+                events += self._settle(now, self.actuator.state is True, written)
             for event in events:
                 self.events.put(event)
         return min(wake, beat_edge), ok
@@ -378,7 +386,7 @@ class Ejector:
             now = time.monotonic()
             for window in self._windows:
                 window.end = min(window.end, now)
-            events = self._settle(now, False)
+            events = self._settle(now, False, now)
             stopped = {"eject_error": "the line stopped before the part reached the ejector"}
             events += [EjectEvent(p, self._count(Eject.FAILED), detail=stopped) for _, p, _ in self._due]
             self._due.clear()

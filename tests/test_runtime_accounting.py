@@ -190,7 +190,7 @@ def test_lineside_run_records_the_counter_kind_and_every_frames_counter(tmp_path
 class _SlowDecodeCamera(FrameSource):
     """Frames whose bytes arrive at once but take 80 ms to decode; the last one also waits in the reader's queue."""
 
-    live = False
+    live = True
 
     def __init__(self, frames: int, tells_arrival: bool) -> None:
         self.left, self.tells_arrival, self.arrivals = frames, tells_arrival, []

@@ -260,3 +260,42 @@ def test_encoder_outage_fails_pending_parts_and_never_fires_stale_pulses(tmp_pat
     assert not any(on for t, on in beat.transitions if blind[0] < t < blind[1])  # the heartbeat stopped
     assert any(on for t, on in alarm.transitions if down < t < up + 0.1)  # and the alarm went ON
     assert pipeline.health.seen["encoder"] >= 1 and pipeline.ejector.track.outages >= 1
+
+
+@pytest.mark.network
+def test_a_part_first_seen_far_past_the_ejector_is_failed_not_pulsed_late():
+    """Soak finding (part 4963): a late encoder read fired the pulse 13 counts (38 ms) past the part."""
+    from lineside.runtime.decision import Eject, Verdict
+    from lineside.runtime.ejector import Ejector
+    from lineside.runtime.health import LineHealth
+
+    server = ModbusServer().start()
+    writer = ModbusTcpClient("127.0.0.1", port=server.port)
+    writer.connect()
+    counter = ModbusCounter(f"modbus+tcp://127.0.0.1:{server.port}?register={REGISTER}")
+    counter.connect()
+    try:
+        writer.write_register(REGISTER, 0, device_id=1)
+        track = EncoderTrack(counter)
+        relay, health = LogActuator("log://"), LineHealth(hold_s=5.0)
+        ejector = Ejector(
+            relay, EjectorConfig(delay_counts=100, pulse_s=0.03, refresh_s=None), track=track, health=health
+        )
+        assert track.sample() == 0.0
+        assert ejector.register(0, time.monotonic()) is Eject.PENDING  # at count 0: the ejector is at 100
+        assert ejector.resolve(0, Verdict.REJECT) is Eject.PENDING
+        for count in (50, 100, 400):  # the belt runs at ~3000 counts/s; the loop next looks at 400
+            time.sleep(0.05)
+            writer.write_register(REGISTER, count, device_id=1)
+            track.sample()
+        stop = threading.Event()
+        stop.set()
+        ejector.run(stop)
+        events = [ejector.events.get() for _ in range(ejector.events.qsize())]
+        assert [(e.part_id, e.eject) for e in events] == [(0, Eject.FAILED)]
+        assert "past the ejector" in events[0].detail["eject_error"] and "reject output" in health.faults()
+        assert not any(on for _, on in relay.transitions)  # no pulse onto whatever followed the part
+    finally:
+        counter.close()
+        writer.close()
+        server.stop()

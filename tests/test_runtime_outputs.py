@@ -372,3 +372,23 @@ def test_a_pulse_whose_off_write_failed_is_not_called_ejected():
     events = _run_to_end(ejector)
     assert [(e.part_id, e.eject) for e in events] == [(0, Eject.FAILED)]
     assert "write failed" in events[0].detail["eject_error"] and "reject output" in health.faults()
+
+
+class _SlowRelay(LogActuator):
+    """A relay link that takes 80 ms to accept a write (a congested serial/PLC link)."""
+
+    def _write(self, on: bool) -> None:
+        time.sleep(0.08)
+        super()._write(on)
+
+
+def test_an_on_write_that_returned_after_the_window_is_not_called_ejected():
+    """Soak finding (part 7301): the record said ejected on time while the ON reached the wire after the part."""
+    relay = _SlowRelay("log://")
+    relay.connect()
+    health = LineHealth(hold_s=5.0)
+    ejector = Ejector(relay, EjectorConfig(delay_s=0.0, pulse_s=0.03, refresh_s=None), health=health)
+    assert ejector.register(0, time.monotonic()) is Eject.PENDING
+    assert ejector.resolve(0, Verdict.REJECT) is Eject.PENDING
+    events = _run_to_end(ejector)
+    assert [(e.part_id, e.eject) for e in events] == [(0, Eject.FAILED)] and "reject output" in health.faults()

@@ -44,7 +44,8 @@ class FrameSource(ABC):
     Arrival time: the part's deadlines and its reject pulse are timed from when its frame arrived. A source
     that knows (the moment its bytes came in, before a slow decode) sets `last_arrival` to that
     `time.monotonic()` in `read()`; otherwise the reader stamps the moment `read()` returned, never the later
-    hand-off to inference, so a frame that waited behind the reader's queue is not pulsed late.
+    hand-off to inference, so a frame that waited behind the reader's queue is not pulsed late. (A replayed
+    file or folder is timed from when the replay releases the frame: that is its moment of capture.)
     """
 
     live: bool = False  # a camera or stream: reopened when lost; a file or folder: ends

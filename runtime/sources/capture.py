@@ -203,7 +203,9 @@ class Capture:
                     self._emit_missed(emit, source)
                 if not self._emit_dropped(emit, track, item[2]) or self._done():
                     return True
-                emit(self._frame(*item))
+                image, error, counter, arrived = item
+                # a live frame is timed from its arrival; a replayed one is "captured" when the replay releases it
+                emit(self._frame(image, error, counter, arrived if source.live else time.monotonic()))
                 if self._done():
                     return True
             return True
