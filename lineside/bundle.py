@@ -139,12 +139,19 @@ class Manifest:
             )
         thresholds = parse_thresholds(raw.get("thresholds", {}))
         try:
+            classes = tuple(text("classes", c, empty=False) for c in sequence("classes", raw["classes"]))
+            strays = [k for k in thresholds if k != "*" and classes and k not in classes and "*" not in classes]
+            if strays:
+                raise LinesideError(
+                    f"bundle manifest has thresholds for {', '.join(map(repr, strays))}, not among its classes "
+                    f"{', '.join(classes)}: re-run `lineside calibrate` on the bundle"
+                )
             height, width = sequence("input_size", raw["input_size"], length=2)
             cpu_model_file = raw.get("cpu_model_file")
             return cls(
                 model=text("model", raw["model"], empty=False),
                 preset=text("preset", raw["preset"]),
-                classes=tuple(text("classes", c, empty=False) for c in sequence("classes", raw["classes"])),
+                classes=classes,
                 input_size=(_side("input_size", height), _side("input_size", width)),
                 mean=_triple("mean", raw["mean"]),
                 std=_triple("std", raw["std"], above=0.0),

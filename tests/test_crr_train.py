@@ -24,7 +24,8 @@ def test_tiny_preset_trains_and_evaluates_clearly_better_than_chance(crr_data, t
     assert main(argv) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     mean = metrics["eval"]["mean"]
-    assert metrics["classes"] == ["mesh", "washer"] and metrics["train_images"] == 40
+    assert metrics["classes"] == ["mesh", "washer"] and metrics["train_images"] == 36
+    assert metrics["validation_images"] == 4  # 2 of each category's 20 good images held out for export's gates
     assert mean["image_auroc"] > 0.75, mean
     assert mean["pixel_auroc"] > 0.9, mean
     assert mean["aupro"] > 0.6, mean

