@@ -77,6 +77,17 @@ class AnomalyModel(nn.Module):
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
+    def _setup_encoder(
+        self, config: Any, classes: Sequence[str], backbone_weights: str | None, random_init_backbone: bool
+    ) -> None:
+        """Set config, classes, input size, the frozen encoder (`config.backbone`) and its normalisation."""
+        from lineside.train.backbones import build_backbone
+
+        self.config, self.classes = config, list(classes)
+        self.input_size = tuple(config.input_size)
+        self.encoder = build_backbone(config.backbone, self.input_size, backbone_weights, random_init_backbone)
+        self.mean, self.std = self.encoder.spec.mean, self.encoder.spec.std
+
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Frozen-encoder features of (B, 3, H, W) images; only needed when `cache_features`."""
         raise NotImplementedError

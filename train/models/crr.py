@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from lineside.errors import LinesideError
-from lineside.train.backbones import build_backbone
 from lineside.train.models.base import AnomalyModel, AnomalyOutput, TrainBatch, TrainingStage, register_model
 from lineside.train.models.layers import DecoderBlock, UpsampleBlur, cosine_distance, top_mean_score
 
@@ -99,11 +98,7 @@ class CRR(AnomalyModel):
         random_init_backbone: bool = False,
     ) -> None:
         super().__init__()
-        self.config = config
-        self.classes = list(classes)
-        self.input_size = tuple(config.input_size)
-        self.encoder = build_backbone(config.backbone, self.input_size, backbone_weights, random_init_backbone)
-        self.mean, self.std = self.encoder.spec.mean, self.encoder.spec.std
+        self._setup_encoder(config, classes, backbone_weights, random_init_backbone)
         self.vit = self.encoder.spec.kind == "vit"
         probe = self.encoder(torch.zeros(1, 3, *self.input_size))  # [(1, C_i, h_i, w_i)]
         if self.vit:

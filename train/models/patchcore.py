@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from lineside.errors import LinesideError
-from lineside.train.backbones import build_backbone
 from lineside.train.models.base import AnomalyModel, AnomalyOutput, TrainingStage, register_model
 from lineside.train.models.coreset import greedy_coreset, random_projection
 from lineside.train.models.layers import UpsampleBlur
@@ -75,11 +74,7 @@ class PatchCore(AnomalyModel):
         random_init_backbone: bool = False,
     ) -> None:
         super().__init__()
-        self.config = config
-        self.classes = list(classes)
-        self.input_size = tuple(config.input_size)
-        self.encoder = build_backbone(config.backbone, self.input_size, backbone_weights, random_init_backbone)
-        self.mean, self.std = self.encoder.spec.mean, self.encoder.spec.std
+        self._setup_encoder(config, classes, backbone_weights, random_init_backbone)
         probe = self.encoder(torch.zeros(1, 3, *self.input_size))
         if max(config.levels) >= len(probe):
             raise LinesideError(f"patchcore levels {config.levels}: backbone {config.backbone} has {len(probe)}")

@@ -191,13 +191,8 @@ class RLR(AnomalyModel):
         backbone_weights: str | None = None,
         random_init_backbone: bool = False,
     ) -> None:
-        from lineside.train.backbones import build_backbone
-
         super().__init__()
-        self.config, self.classes = config, list(classes)
-        self.input_size = tuple(config.input_size)
-        self.encoder = build_backbone(config.backbone, self.input_size, backbone_weights, random_init_backbone)
-        self.mean, self.std = self.encoder.spec.mean, self.encoder.spec.std
+        self._setup_encoder(config, classes, backbone_weights, random_init_backbone)
         self.pool = nn.AvgPool2d(3, stride=1, padding=1)
         levels = [level.shape for level in self.encode(torch.zeros(1, 3, *self.input_size))]  # [(1, C, h, w)] x 2
         height, width = self.input_size
