@@ -336,26 +336,26 @@ class _OffFailsRelay(LogActuator):
         super()._write(on)
 
 
-def _run_to_end(ejector: Ejector) -> list:
+def _one_reject(relay: LogActuator, delay_s: float, pulse_s: float, late_s: float = 0.0) -> tuple[list, LineHealth]:
+    """One rejected part through an Ejector on `relay` (its loop starting `late_s` late); (outcomes, health)."""
+    relay.connect()  # connect's OFF comes before any transition
+    health = LineHealth(hold_s=5.0)
+    ejector = Ejector(relay, EjectorConfig(delay_s=delay_s, pulse_s=pulse_s, refresh_s=None), health=health)
+    assert ejector.register(0, time.monotonic()) is Eject.PENDING
+    assert ejector.resolve(0, Verdict.REJECT) is Eject.PENDING
+    time.sleep(late_s)
     stop = threading.Event()
     stop.set()  # finish what is in flight, then return
     ejector.run(stop)
     events = []
     while not ejector.events.empty():
         events.append(ejector.events.get())
-    return events
+    return events, health
 
 
 def test_a_pulse_window_a_late_actuation_loop_missed_is_failed_and_a_fault():
     """Soak finding (parts 8069, 8360): a stalled loop logged eject_failed but the heartbeat went on."""
-    relay = LogActuator("log://")
-    relay.connect()
-    health = LineHealth(hold_s=5.0)
-    ejector = Ejector(relay, EjectorConfig(delay_s=0.02, pulse_s=0.02, refresh_s=None), health=health)
-    assert ejector.register(0, time.monotonic()) is Eject.PENDING
-    assert ejector.resolve(0, Verdict.REJECT) is Eject.PENDING
-    time.sleep(0.15)  # the actuation loop is late: the part's window is over before it runs
-    events = _run_to_end(ejector)
+    events, health = _one_reject(LogActuator("log://"), 0.02, 0.02, late_s=0.15)  # the window is over first
     assert [(e.part_id, e.eject) for e in events] == [(0, Eject.FAILED)]
     assert "late" in events[0].detail["eject_error"]
     assert "reject output" in health.faults()  # the heartbeat stops: the PLC sees it
@@ -363,13 +363,7 @@ def test_a_pulse_window_a_late_actuation_loop_missed_is_failed_and_a_fault():
 
 def test_a_pulse_whose_off_write_failed_is_not_called_ejected():
     """Soak finding (part 2912): ON went into a dying link and the failed OFF showed it; the part was 'ejected'."""
-    relay = _OffFailsRelay("log://")
-    relay.connect()  # connect's OFF comes before any transition: it succeeds
-    health = LineHealth(hold_s=5.0)
-    ejector = Ejector(relay, EjectorConfig(delay_s=0.0, pulse_s=0.03, refresh_s=None), health=health)
-    assert ejector.register(0, time.monotonic()) is Eject.PENDING
-    assert ejector.resolve(0, Verdict.REJECT) is Eject.PENDING
-    events = _run_to_end(ejector)
+    events, health = _one_reject(_OffFailsRelay("log://"), 0.0, 0.03)
     assert [(e.part_id, e.eject) for e in events] == [(0, Eject.FAILED)]
     assert "write failed" in events[0].detail["eject_error"] and "reject output" in health.faults()
 
@@ -384,11 +378,5 @@ class _SlowRelay(LogActuator):
 
 def test_an_on_write_that_returned_after_the_window_is_not_called_ejected():
     """Soak finding (part 7301): the record said ejected on time while the ON reached the wire after the part."""
-    relay = _SlowRelay("log://")
-    relay.connect()
-    health = LineHealth(hold_s=5.0)
-    ejector = Ejector(relay, EjectorConfig(delay_s=0.0, pulse_s=0.03, refresh_s=None), health=health)
-    assert ejector.register(0, time.monotonic()) is Eject.PENDING
-    assert ejector.resolve(0, Verdict.REJECT) is Eject.PENDING
-    events = _run_to_end(ejector)
+    events, health = _one_reject(_SlowRelay("log://"), 0.0, 0.03)
     assert [(e.part_id, e.eject) for e in events] == [(0, Eject.FAILED)] and "reject output" in health.faults()
