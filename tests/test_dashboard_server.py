@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -214,6 +215,7 @@ def credential_stream(tmp_path: Path):
 
 
 def test_source_credentials_are_never_shown(credential_stream: str, tmp_path: Path, caplog, capsys):
+    caplog.set_level(logging.INFO)  # the start-up lines that name the source, whatever earlier tests set
     bundle = make_bundle(tmp_path / "bundle")
     port = free_port()
     argv = ["run", str(bundle.path), "--source", credential_stream, "--log", str(tmp_path / "results.jsonl"),
