@@ -217,7 +217,7 @@ class _SlowDecodeCamera(FrameSource):
 def test_parts_are_timed_from_their_frames_arrival_not_the_hand_off(tells_arrival: bool) -> None:
     """Soak finding (part 3011): a frame stamped at hand-off, 137 ms after it arrived, was pulsed after it passed."""
     camera = _SlowDecodeCamera(3, tells_arrival)
-    capture = Capture(lambda: camera, CaptureConfig())
+    capture = Capture(lambda: camera, CaptureConfig(max_parts=3))  # a live source is reopened, never "ends"
     frames: list = []
     capture.run(lambda frame: (frames.append(frame), time.sleep(0.2)))  # a slow consumer: frames wait in the queue
     assert len(frames) == 3
