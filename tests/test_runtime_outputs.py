@@ -263,6 +263,17 @@ def test_an_exception_in_the_actuation_loop_makes_the_line_unhealthy_not_unactua
     assert pipeline.ejector.loop_errors > 0 and pipeline.health.seen["actuation"] >= 1  # held as a fault
 
 
+def _run_to_end(ejector: Ejector) -> list:
+    """Run the actuation loop until what is in flight is done; the events it reported, in order."""
+    stop = threading.Event()
+    stop.set()  # finish what is in flight, then return
+    ejector.run(stop)
+    events = []
+    while not ejector.events.empty():
+        events.append(ejector.events.get())
+    return events
+
+
 def test_fail_open_parts_are_logged_not_ejected_fail_open():
     """Every part's outcome is named: fail-open lets ERROR and timed-out parts through, and says so."""
     relay = LogActuator("log://")
@@ -274,12 +285,7 @@ def test_fail_open_parts_are_logged_not_ejected_fail_open():
         assert ejector.register(part, now) is Eject.PENDING
     assert ejector.resolve(1, Verdict.PASS) is Eject.NONE
     assert ejector.resolve(2, Verdict.REJECT) is Eject.PENDING
-    stop = threading.Event()
-    stop.set()  # finish what is in flight, then return
-    ejector.run(stop)
-    events = []
-    while not ejector.events.empty():
-        events.append(ejector.events.get())
+    events = _run_to_end(ejector)
     assert [(e.part_id, e.eject, e.expired) for e in events] == [(3, Eject.FAIL_OPEN, True), (2, Eject.EJECTED, False)]
     assert ejector.resolve(3, Verdict.PASS) is None  # its deadline decided it
     assert ejector.outcomes == {"ejected": 1, "eject_failed": 0, "not_ejected_fail_open": 2}
@@ -344,12 +350,7 @@ def _one_reject(relay: LogActuator, delay_s: float, pulse_s: float, late_s: floa
     assert ejector.register(0, time.monotonic()) is Eject.PENDING
     assert ejector.resolve(0, Verdict.REJECT) is Eject.PENDING
     time.sleep(late_s)
-    stop = threading.Event()
-    stop.set()  # finish what is in flight, then return
-    ejector.run(stop)
-    events = []
-    while not ejector.events.empty():
-        events.append(ejector.events.get())
+    events = _run_to_end(ejector)
     return events, health
 
 
