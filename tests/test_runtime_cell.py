@@ -142,7 +142,8 @@ def test_lineside_run_cli_with_s7_and_publish(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.network
 def test_plc_outage_makes_the_line_unhealthy_and_pulses_resume(tmp_path: Path) -> None:
-    defects = [i % 3 == 0 for i in range(40)]
+    # 96 parts at 12/s: the line runs ~5 s past the PLC's return, longer than the widest back-off (5 s max)
+    defects = [i % 3 == 0 for i in range(96)]
     folder = write_folder(tmp_path / "parts", defects)
     plc = S7Server().start()
     base = f"s7://127.0.0.1:{plc.port}?timeout=0.3"
@@ -164,7 +165,7 @@ def test_plc_outage_makes_the_line_unhealthy_and_pulses_resume(tmp_path: Path) -
     assert not line.is_alive()
     records = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     parts = {r["part_id"]: r for r in records if r["type"] == "part"}
-    assert sorted(parts) == list(range(40))  # every part logged once, outage or not
+    assert sorted(parts) == list(range(96))  # every part logged once, outage or not
     assert result["output_failed"] and result["outputs"][0]["errors"] > 0 and result["outputs"][0]["ok"]
     assert result["faults"]["reject output"] >= 1 and result["faults"]["heartbeat output"] >= 1  # line was unhealthy
     assert any(p["eject"] == "eject_failed" for p in parts.values())  # pulses lost in the outage are said so
