@@ -155,6 +155,8 @@ def fit(model: AnomalyModel, data: TrainData, options: LoopOptions, eval_fn: Eva
             runner.load_state(state["optimizer"])
             first_epoch = state["epoch"]
         _run_stage(runner, first_epoch, history, eval_fn)
+    if not state["done"] and (record := model.fit_statistics(prepared, options.progress and rank == 0)):
+        history.append(record)
     metrics = eval_fn(model) if eval_fn is not None and rank == 0 else {}
     if rank == 0:
         final_state = {"stage": len(stages), "epoch": 0, "history": history, "done": True}

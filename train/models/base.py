@@ -102,6 +102,10 @@ class AnomalyModel(nn.Module):
         """Gradient-free fitting before the stages (PatchCore builds its bank); returns a log record, None: nothing."""
         return None
 
+    def fit_statistics(self, prepared: PreparedSet, progress: bool = True) -> dict[str, Any] | None:
+        """Gradient-free fitting after the stages (RLR: good-image map statistics); a log record, None: nothing."""
+        return None
+
     def inference_form(self) -> AnomalyModel:
         """The module to export: same outputs as eval-mode `forward`, possibly a cheaper graph (default: self)."""
         return self

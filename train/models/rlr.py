@@ -13,26 +13,43 @@ shared by all classes, not from the input, so the decoder cannot learn an identi
 
 Layer: x = LN(2 * LCA + MLKA); x = LN(x + FFN(x)). Training adds feature-jitter noise to the input
 tokens and minimises MSE + (1 - cos) against the clean features. Anomaly map per level =
-mean squared error + (1 - cos), upsampled to the input size, summed over levels, Gaussian blur
-(sigma 4) as a fixed convolution; image score = max of the map. `inference_form()` is the
+mean squared error + (1 - cos) (the paper's form), upsampled to the input size, summed over levels,
+Gaussian blur (sigma 4) as a fixed convolution; image score = max of the map. `inference_form()` is the
 equivalent, cheaper module that `lineside export` traces.
+
+Edge adaptation for real parts (`map_error="cos"`, `standardise=True`, measured in docs/models.md): the
+map uses (1 - cos) only, because the MSE term follows the feature magnitude (brightness, contrast, texture
+energy) of the whole image and swamps the cosine term by ~30x; and each level's error map is standardised
+per position with the mean and standard deviation of the training good images' own error maps
+(`fit_statistics`, after training, no test image read), so a level or an image region that reconstructs
+poorly on every good part (stochastic fine texture at stride 8, borders) stops raising false alarms.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from lineside.errors import LinesideError
 from lineside.train.models.base import AnomalyModel, AnomalyOutput, TrainBatch, TrainingStage, register_model
 from lineside.train.models.layers import UpsampleBlur
 from lineside.train.models.local_attention import ConstantWindowAttention, MaskedAttention, TokenPool, window_mask
+
+if TYPE_CHECKING:
+    from lineside.train.features import PreparedSet
+
+MAP_ERRORS = ("mse+cos", "cos")
+STD_FLOOR = 0.1  # error std per position >= this share of its mean over positions
+STATISTICS_BATCH = 32
 
 
 def sincos_2d(dim: int, height: int, width: int) -> torch.Tensor:
@@ -99,6 +116,16 @@ class ReferenceDecoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.project = nn.Linear(dim, channels)
         self.grid, self.window = (height, width), window
+        # per-position statistics of this level's error on good training images (identity until fitted)
+        self.error_mean: torch.Tensor
+        self.error_std: torch.Tensor
+        self.register_buffer("error_mean", torch.zeros(height, width))
+        self.register_buffer("error_std", torch.ones(height, width))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        for name in ("error_mean", "error_std"):  # checkpoints from before the statistics load as unfitted
+            state_dict.setdefault(prefix + name, getattr(self, name))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
 
     def reference_tokens(self) -> torch.Tensor:
         """The decoder's keys source: embedded reference + position, (1, L, D)."""
@@ -136,10 +163,11 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class RLRConfig:
-    """RLR hyper-parameters (defaults: the edge preset, but for `key_pools`); levels are strides 8 and 16.
+    """RLR hyper-parameters (defaults: the edge preset, but for `key_pools`, `map_error`, `standardise`).
 
-    `key_pools` pools MLKA's keys and values per level (1 = the paper's form). It defaults to 1 so that
-    checkpoints written before it existed load as trained; the edge preset pools the stride-8 level 2x2.
+    Levels are strides 8 and 16. `key_pools` pools MLKA's keys and values per level (1 = the paper's form);
+    the edge preset pools the stride-8 level 2x2. These three default to the paper's form so that
+    checkpoints written before they existed load and score as trained.
     """
 
     backbone: str = "efficientnet_lite2"
@@ -153,6 +181,8 @@ class RLRConfig:
     jitter_scale: float = 4.0
     jitter_prob: float = 1.0
     blur_sigma: float = 4.0
+    map_error: str = "mse+cos"  # per-token map error: "mse+cos" (the paper) or "cos"
+    standardise: bool = False  # z-score each level's map per position with good training statistics
     epochs: int = 10
     lr: float = 5e-3
     batch_size: int = 4
@@ -162,11 +192,12 @@ PRESETS: dict[str, RLRConfig] = {
     # tests and smoke runs: Lite0 (real weights), 128 px, one narrow layer
     "tiny": RLRConfig(
         backbone="efficientnet_lite0", input_size=(128, 128), dims=(32, 64), heads=4, layers=1, ffn_ratio=2,
-        epochs=30, lr=5e-3, batch_size=8,
+        map_error="cos", standardise=True, epochs=30, lr=5e-3, batch_size=8,
     ),
     # the edge default: Lite2 (real weights), 256 px, one layer per level, trained on CPU from cached features;
-    # MLKA reads 2x2-pooled keys/values at stride 8: a quarter of its dense (L, L) attention, which stays float in INT8
-    "edge": RLRConfig(key_pools=(2, 1)),
+    # MLKA reads 2x2-pooled keys/values at stride 8: a quarter of its dense (L, L) attention, which stays float in INT8;
+    # the map is (1 - cos), standardised per position with good training statistics (real data: docs/models.md)
+    "edge": RLRConfig(key_pools=(2, 1), map_error="cos", standardise=True),
     # the paper: EfficientNet-B6 from a user weights file, 4 layers, widths 256/512, 200 epochs, batch 4, lr 1e-4
     "paper": RLRConfig(
         backbone="efficientnet_b6", input_size=(256, 256), dims=(256, 512), heads=8, layers=4, ffn_ratio=4,
@@ -192,6 +223,8 @@ class RLR(AnomalyModel):
         random_init_backbone: bool = False,
     ) -> None:
         super().__init__()
+        if config.map_error not in MAP_ERRORS:
+            raise LinesideError(f"rlr map_error {config.map_error!r}: use one of {', '.join(MAP_ERRORS)}")
         self._setup_encoder(config, classes, backbone_weights, random_init_backbone)
         self.pool = nn.AvgPool2d(3, stride=1, padding=1)
         levels = [level.shape for level in self.encode(torch.zeros(1, 3, *self.input_size))]  # [(1, C, h, w)] x 2
@@ -224,16 +257,62 @@ class RLR(AnomalyModel):
         with torch.no_grad():
             return [self.pool(level) for level in self.encoder(images)[-2:]]
 
-    def forward(self, images: torch.Tensor) -> AnomalyOutput:  # (B, 3, H, W) -> maps, scores
+    def reference_decoders(self) -> list[ReferenceDecoder]:
+        """The per-level decoders, typed."""
+        return [cast(ReferenceDecoder, decoder) for decoder in self.decoders]
+
+    def level_errors(self, levels: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Raw per-position reconstruction error of each encoded level: [(B, C, h, w)] -> [(B, 1, h, w)]."""
         errors = []
-        for level, decoder in zip(self.encode(images), self.decoders, strict=True):
-            batch, channels, height, width = level.shape
+        for level, decoder in zip(levels, self.decoders, strict=True):
+            batch, _, height, width = level.shape
             tokens = level.flatten(2).transpose(1, 2)  # (B, L, C)
             recon = decoder(tokens)  # (B, L, C)
-            error = (tokens - recon).pow(2).mean(dim=-1) + 1.0 - _cosine(tokens, recon)  # (B, L)
+            error = 1.0 - _cosine(tokens, recon)  # (B, L)
+            if self.config.map_error == "mse+cos":
+                error = error + (tokens - recon).pow(2).mean(dim=-1)
             errors.append(error.reshape(batch, 1, height, width))
+        return errors
+
+    def forward(self, images: torch.Tensor) -> AnomalyOutput:  # (B, 3, H, W) -> maps, scores
+        errors = [
+            (error - decoder.error_mean) / decoder.error_std
+            for error, decoder in zip(self.level_errors(self.encode(images)), self.reference_decoders(), strict=True)
+        ]  # [(B, 1, h, w)], standardised per position (identity before `fit_statistics`)
         anomaly_map = self.map_tail(errors)  # (B, 1, H, W)
         return AnomalyOutput(anomaly_map, anomaly_map.amax(dim=(1, 2, 3)))
+
+    @torch.no_grad()
+    def fit_statistics(self, prepared: PreparedSet, progress: bool = True) -> dict[str, Any] | None:
+        """Per-position mean and std of each level's error over the good training images (`standardise`).
+
+        The std is floored at `STD_FLOOR` of its mean over positions, so a position where every good part
+        reconstructs alike cannot turn a tiny difference into a huge score. One set of statistics serves
+        every class of a unified model (its graph does not know the class).
+        """
+        if not self.config.standardise:
+            return None
+        if prepared.features is None:
+            raise RuntimeError("rlr statistics need the loop's cached features (cache_features)")
+        started, was_training = time.perf_counter(), self.training
+        self.eval()
+        decoders = self.reference_decoders()
+        device = decoders[0].error_mean.device
+        count = len(prepared)
+        sums = [torch.zeros(d.grid, dtype=torch.float64, device=device) for d in decoders]
+        squares = [torch.zeros_like(s) for s in sums]
+        for start in tqdm(range(0, count, STATISTICS_BATCH), desc="map statistics", disable=not progress):
+            levels = [cached[start : start + STATISTICS_BATCH].to(device).float() for cached in prepared.features]
+            for index, error in enumerate(self.level_errors(levels)):
+                sums[index] += error[:, 0].double().sum(0)
+                squares[index] += error[:, 0].double().pow(2).sum(0)
+        for decoder, total, square in zip(decoders, sums, squares, strict=True):
+            mean = total / count
+            std = (square / count - mean.pow(2)).clamp_min(0).sqrt()
+            decoder.error_mean.copy_(mean.float())
+            decoder.error_std.copy_(std.clamp_min(STD_FLOOR * float(std.mean()) + 1e-12).float())
+        self.train(was_training)
+        return {"stage": "map statistics", "images": count, "seconds": round(time.perf_counter() - started, 2)}
 
     def loss_from_features(self, levels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """MSE + (1 - cos) between clean features and the reconstruction of jittered ones, summed over levels."""
