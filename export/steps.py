@@ -161,7 +161,13 @@ def run_steps(
     fp32_out = run_images(cpu_session(work / "fp32.onnx", threads=options.threads), images)
     report["parity"] = _parity(torch_outputs(fused, images), fp32_out, sets.validation)
     if report["parity"]["map_max_abs_err_rel"] > PARITY_MAX_REL:
-        raise RuntimeError(f"FP32 ONNX does not match torch: {report['parity']}")
+        parity = report["parity"]
+        raise LinesideError(
+            f"the FP32 ONNX graph does not reproduce {loaded.model_name}: map error "
+            f"{100 * parity['map_max_abs_err_rel']:.2f} % of its range (limit {100 * PARITY_MAX_REL:.2f} %) on "
+            f"{parity['images']} validation images; the model is numerically unstable (e.g. attention logits "
+            "far beyond the local-window mask of -1e4, which then no longer masks): nothing was written"
+        )
     sets.measure("fp32", work / "fp32.onnx", fp32_out)
     files = {"model.onnx": work / "fp32.onnx"}
     if options.precision == "fp16":
