@@ -10,7 +10,7 @@ error. Every map form is then scored on the same errors:
 * error: "mse+cos" (the paper), "mse", "cos" (1 - cosine only);
 * standardise: "none", "level" (each level divided by its mean over the good training maps),
   "position" (each level z-scored per position with the good training maps' mean and std, std floored
-  at 10 % of its mean, as `RLR.fit_statistics` does);
+  at `STD_FLOOR` of its mean, as `RLR.fit_statistics` does);
 * levels: both (stride 8 + 16), or one alone;
 * score: map max, or mean of the top 1 % of pixels.
 
@@ -31,19 +31,18 @@ import torch
 from tqdm import tqdm
 
 from lineside.atomic import atomic_write_json, atomic_write_text
+from lineside.train.models.rlr import STD_FLOOR
 
 ERRORS = ("mse+cos", "mse", "cos")
 STANDARDISE = ("none", "level", "position")
 LEVELS = ("both", "stride8", "stride16")
 SCORES = ("max", "top1%")
-STD_FLOOR = 0.1
 BATCH = 8
 
 
 def level_errors(model: Any, samples: list, progress: bool) -> dict[str, Any]:
     """Raw (N, 2, h, w) [mse, cos] errors per level, masks (N, H, W) at the input size, labels, defect types."""
     from lineside.preprocess import resize_for_model, resize_mask
-    from lineside.train.models.rlr import _cosine
     from lineside.train.preprocess import Preprocess
 
     preprocess = Preprocess(model.mean, model.std)
@@ -59,13 +58,8 @@ def level_errors(model: Any, samples: list, progress: bool) -> dict[str, Any]:
             types.append(sample.defect_type)
         with torch.no_grad():
             encoded = model.encode(preprocess(torch.from_numpy(np.stack(frames))))
-            for index, (level, decoder) in enumerate(zip(encoded, model.decoders, strict=True)):
-                batch, _, height, width = level.shape
-                tokens = level.flatten(2).transpose(1, 2)  # (B, L, C)
-                recon = decoder(tokens)
-                mse = (tokens - recon).pow(2).mean(-1).reshape(batch, height, width)
-                cos = (1.0 - _cosine(tokens, recon)).reshape(batch, height, width)
-                levels[index].append(torch.stack([mse, cos], 1).numpy())
+            for index, (cos, mse) in enumerate(model.level_terms(encoded, with_mse=True)):
+                levels[index].append(torch.cat([mse, cos], 1).numpy())  # (B, 2, h, w)
     return {
         "levels": [np.concatenate(parts) for parts in levels],
         "masks": np.stack(masks),
@@ -82,17 +76,15 @@ def _error(level: np.ndarray, error: str) -> np.ndarray:
 def build_maps(model: Any, test: list[np.ndarray], good: list[np.ndarray], error: str, standardise: str,
                levels: str) -> np.ndarray:  # fmt: skip
     """(N, H, W) anomaly maps of one form: per-level errors, standardised with `good`, through the model's tail."""
-    chosen = {"both": (0, 1), "stride8": (0,), "stride16": (1,)}[levels]
     maps = []
-    for index in range(len(test)):
+    for index in {"both": (0, 1), "stride8": (0,), "stride16": (1,)}[levels]:
         raw, reference = _error(test[index], error), _error(good[index], error)
         if standardise == "level":
             raw = raw / reference.mean()
         elif standardise == "position":
             std = reference.std(0)
             raw = (raw - reference.mean(0)) / np.maximum(std, STD_FLOOR * std.mean() + 1e-12)
-        weight = 1.0 if index in chosen else 0.0
-        maps.append(torch.from_numpy(weight * raw[:, None]).float())
+        maps.append(torch.from_numpy(raw[:, None]).float())
     with torch.no_grad():
         return model.map_tail(maps)[:, 0].numpy()
 

@@ -261,18 +261,24 @@ class RLR(AnomalyModel):
         """The per-level decoders, typed."""
         return [cast(ReferenceDecoder, decoder) for decoder in self.decoders]
 
-    def level_errors(self, levels: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Raw per-position reconstruction error of each encoded level: [(B, C, h, w)] -> [(B, 1, h, w)]."""
-        errors = []
+    def level_terms(
+        self, levels: Sequence[torch.Tensor], with_mse: bool
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per encoded level (B, C, h, w): the error terms (1 - cos) and, if asked, the MSE, each (B, 1, h, w)."""
+        terms: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         for level, decoder in zip(levels, self.decoders, strict=True):
             batch, _, height, width = level.shape
             tokens = level.flatten(2).transpose(1, 2)  # (B, L, C)
             recon = decoder(tokens)  # (B, L, C)
-            error = 1.0 - _cosine(tokens, recon)  # (B, L)
-            if self.config.map_error == "mse+cos":
-                error = error + (tokens - recon).pow(2).mean(dim=-1)
-            errors.append(error.reshape(batch, 1, height, width))
-        return errors
+            cos = (1.0 - _cosine(tokens, recon)).reshape(batch, 1, height, width)
+            mse = (tokens - recon).pow(2).mean(dim=-1).reshape(batch, 1, height, width) if with_mse else None
+            terms.append((cos, mse))
+        return terms
+
+    def level_errors(self, levels: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Raw per-position reconstruction error of each encoded level (`map_error`): [(B, 1, h, w)]."""
+        with_mse = self.config.map_error == "mse+cos"
+        return [cos if mse is None else cos + mse for cos, mse in self.level_terms(levels, with_mse)]
 
     def forward(self, images: torch.Tensor) -> AnomalyOutput:  # (B, 3, H, W) -> maps, scores
         errors = [
