@@ -220,6 +220,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     parser.add_argument("--unified", action=argparse.BooleanOptionalAction, default=True,
                         help="also train one model over all selected sets (default: yes)")  # fmt: skip
+    parser.add_argument("--unified-only", action="store_true", help="only the unified cells, no per-set cells")
     parser.add_argument("--preset", default="edge", help="every model's preset (default: edge)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "lineside_real_data",
@@ -248,6 +249,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"data set(s) not found: {', '.join(missing) or 'none present'} (known: {', '.join(known)})"
         )
     args.data_sets = {n: known[n] for n in wanted}
+    if args.unified_only and (len(wanted) < 2 or not args.unified):
+        raise LinesideError("--unified-only needs --unified and at least two data sets")
     return args
 
 
@@ -261,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     sets: dict[str, Path] = args.data_sets
-    trained_on = [*sets, *(["unified"] if args.unified and len(sets) > 1 else [])]
+    trained_on = [*([] if args.unified_only else sets), *(["unified"] if args.unified and len(sets) > 1 else [])]
     cells = [(t, m, s) for s in args.seeds for t in trained_on for m in args.models]
     rows: list[dict[str, Any]] = []
     missing: list[str] = []

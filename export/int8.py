@@ -307,6 +307,6 @@ def _attempts_text(attempts: list[Attempt]) -> str:
     parts = []
     for attempt in attempts:
         worst = {m: max(d.get(m, 0.0) for d in attempt.drop.values()) for m in next(iter(attempt.drop.values()))}
-        drops = ", ".join(f"{METRIC_NAMES.get(m, m)} -{v:.2f}" for m, v in worst.items())
+        drops = ", ".join(f"{METRIC_NAMES.get(m, m)} {0.0 - v:+.2f}" for m, v in worst.items())  # change vs FP32
         parts.append(f"{attempt.unquantized} nodes float: {drops}")
     return "; ".join(parts)

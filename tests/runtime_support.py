@@ -28,8 +28,11 @@ SIZE = (64, 64)
 THRESHOLD = 0.7
 
 
-def export_detector(path: Path, size: tuple[int, int] = SIZE) -> Path:
-    """Export the brightness detector to ONNX with torch (tests may use torch; the runtime may not)."""
+def export_detector(path: Path, size: tuple[int, int] = SIZE, broken: bool = False) -> Path:
+    """Export the brightness detector to ONNX with torch (tests may use torch; the runtime may not).
+
+    `broken`: the graph multiplies its map by NaN, the way a diverged export does.
+    """
     import torch
     from torch import nn
 
@@ -37,6 +40,8 @@ def export_detector(path: Path, size: tuple[int, int] = SIZE) -> Path:
         def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (1, H, W, 3) uint8
             grey = image.float().mean(dim=3, keepdim=True).permute(0, 3, 1, 2) / 255.0  # (1, 1, H, W)
             amap = nn.functional.avg_pool2d(grey, 5, stride=1, padding=2, count_include_pad=False)  # (1, 1, H, W)
+            if broken:
+                amap = amap * float("nan")
             return amap, amap.flatten(1).amax(dim=1)  # (1, 1, H, W), (1,)
 
     torch.set_num_threads(1)
@@ -49,14 +54,16 @@ def export_detector(path: Path, size: tuple[int, int] = SIZE) -> Path:
 
 
 @functools.cache
-def _detector(size: tuple[int, int]) -> Path:
+def _detector(size: tuple[int, int], broken: bool = False) -> Path:
     """The exported detector, once per test process."""
     folder = Path(tempfile.mkdtemp(prefix="lineside-detector-"))
-    return export_detector(folder / "brightness.onnx", size)
+    return export_detector(folder / "brightness.onnx", size, broken)
 
 
-def make_bundle(out: Path, thresholds: dict[str, float] | None = None, size: tuple[int, int] = SIZE) -> Bundle:
-    """A real bundle around the detector; thresholds default to {"part": THRESHOLD}; classes follow them."""
+def make_bundle(
+    out: Path, thresholds: dict[str, float] | None = None, size: tuple[int, int] = SIZE, broken: bool = False
+) -> Bundle:
+    """A real bundle around the detector (`broken`: one that outputs NaN); thresholds default to {"part": THRESHOLD}."""
     thresholds = {"part": THRESHOLD} if thresholds is None else thresholds
     manifest = Manifest(
         model="brightness-test",
@@ -70,7 +77,7 @@ def make_bundle(out: Path, thresholds: dict[str, float] | None = None, size: tup
         outputs=(TensorSpec("anomaly_map", (1, 1, *size), "float32"), TensorSpec("score", (1,), "float32")),
         thresholds=thresholds,
     )
-    return write_bundle(out, manifest, {"model.onnx": _detector(size)})
+    return write_bundle(out, manifest, {"model.onnx": _detector(size, broken)})
 
 
 def render_part(defect: bool, seed: int, size: tuple[int, int] = (120, 160)) -> np.ndarray:

@@ -74,6 +74,12 @@ def test_a_finished_cell_is_not_trained_again(first_run: dict[str, Path]) -> Non
     assert "- a test run" in table
 
 
+def test_unified_only_runs_just_the_unified_cells(first_run: dict[str, Path]) -> None:
+    assert load_script().main([*first_run["argv"], "--unified-only"]) == 0  # cached: tabulated, not retrained
+    rows = json.loads((first_run["out"] / "real_data.json").read_text())["rows"]
+    assert {r["trained_on"] for r in rows} == {"unified"} and {r["dataset"] for r in rows} == {"a", "b"}
+
+
 @pytest.mark.slow  # one INT8 export of the tiny model (~20 s)
 def test_latency_is_added_to_cached_cells(first_run: dict[str, Path]) -> None:
     argv = [a for a in first_run["argv"] if a != "--no-latency"]
@@ -94,3 +100,5 @@ def test_bad_options_are_one_line_errors(capsys: pytest.CaptureFixture[str], tmp
     assert "data set(s) not found: nowhere" in capsys.readouterr().err
     assert script.main(["--models", "knn", "--set", f"a={tmp_path}", "--sets", "a"]) == 2
     assert "--models" in capsys.readouterr().err
+    assert script.main(["--unified-only", "--set", f"a={tmp_path}", "--sets", "a", "--out", str(tmp_path)]) == 2
+    assert "--unified-only needs" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from lineside.train.models.local_attention import (
     MASK_VALUE,
+    MAX_TEMPERATURE,
     ConstantWindowAttention,
     MaskedAttention,
     TokenPool,
@@ -55,11 +56,20 @@ def _unfold_reference(
     batch, length, dim = query.shape
     head_dim = dim // heads
 
-    def split(x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B*h, L, d)
-        x = x.double().expand(batch, -1, -1)
-        return x.reshape(batch, length, heads, head_dim).transpose(1, 2).reshape(batch * heads, length, head_dim)
+    def heads_of(x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, h, L, d)
+        return x.double().expand(batch, -1, -1).reshape(batch, length, heads, head_dim).transpose(1, 2)
 
-    q, k, v = split(attn.q_proj(query.double())), split(attn.k_proj(key.double())), split(attn.v_proj(value.double()))
+    def split(x: torch.Tensor) -> torch.Tensor:  # (B, h, L, d) -> (B*h, L, d)
+        return x.reshape(batch * heads, length, head_dim)
+
+    if attn.qk_norm:  # cosine logits times each head's temperature
+        temperature = attn.log_temperature.exp()  # (h, 1, 1)
+        q = split(F.normalize(heads_of(attn.q_proj(query.double())), dim=-1))
+        k = split(F.normalize(heads_of(attn.k_proj(key.double())), dim=-1) * temperature)
+    else:
+        q = split(heads_of(attn.q_proj(query.double())) * head_dim**-0.5)
+        k = split(heads_of(attn.k_proj(key.double())))
+    v = split(heads_of(attn.v_proj(value.double())))
     pad = window // 2
 
     def neighbours(x: torch.Tensor) -> torch.Tensor:  # (B*h, L, d) -> (B*h, L, K, d)
@@ -68,13 +78,12 @@ def _unfold_reference(
         return cols.reshape(-1, head_dim, window * window, length).permute(0, 3, 2, 1)
 
     valid = F.unfold(torch.ones(1, 1, height, width, dtype=torch.float64), window, padding=pad)[0].T > 0  # (L, K)
-    scale = head_dim**-0.5
-    local_logits = torch.einsum("nld,nlkd->nlk", q, neighbours(k)) * scale  # (B*h, L, K)
+    local_logits = torch.einsum("nld,nlkd->nlk", q, neighbours(k))  # (B*h, L, K)
     if inside:
         weights = local_logits.masked_fill(~valid, float("-inf")).softmax(dim=-1)
         out = torch.einsum("nlk,nlkd->nld", weights, neighbours(v))
     else:  # everything except the window: full softmax sums minus the window's share
-        full_logits = q @ k.transpose(1, 2) * scale  # (B*h, L, L)
+        full_logits = q @ k.transpose(1, 2)  # (B*h, L, L)
         shift = full_logits.amax(dim=-1, keepdim=True)
         all_e = (full_logits - shift).exp()
         win_e = (local_logits - shift).exp() * valid
@@ -84,13 +93,18 @@ def _unfold_reference(
     return attn.out_proj(out)
 
 
+@pytest.mark.parametrize("qk_norm", [False, True], ids=["dot-product", "cosine"])
 @pytest.mark.parametrize("inside", [True, False], ids=["local-cross-attention", "masked-key-attention"])
 @pytest.mark.parametrize(("grid", "window"), [((7, 11), 5), ((9, 8), 7), ((10, 10), 3)])
-def test_masked_attention_matches_unfold_reference(grid: tuple[int, int], window: int, inside: bool) -> None:
+def test_masked_attention_matches_unfold_reference(
+    grid: tuple[int, int], window: int, inside: bool, qk_norm: bool
+) -> None:
     torch.manual_seed(0)
     dim, heads, batch = 32, 4, 2
     length = grid[0] * grid[1]
-    attn = MaskedAttention(dim, heads).eval()
+    attn = MaskedAttention(dim, heads, qk_norm).eval()
+    if qk_norm:  # distinct temperatures per head, all below the cap
+        attn.log_temperature.data = torch.tensor([0.5, 3.0, 20.0, 60.0]).log().reshape(4, 1, 1)
     query = torch.randn(batch, length, dim)
     reference = torch.randn(1, length, dim)  # learnable-reference style key, broadcast over the batch
     value = query if not inside else reference  # MLKA: value = input; LCA: key = value = reference
@@ -100,6 +114,25 @@ def test_masked_attention_matches_unfold_reference(grid: tuple[int, int], window
         expected = _unfold_reference(attn, query, reference, value, grid, window, inside)
     assert ours.shape == (batch, length, dim)
     torch.testing.assert_close(ours.double(), expected, rtol=0, atol=1e-5)
+
+
+def test_cosine_attention_bounds_the_logits_whatever_the_weights() -> None:
+    torch.manual_seed(2)
+    dim, heads = 32, 4
+    query, key = torch.randn(2, 49, dim), torch.randn(1, 49, dim)
+    largest = {}
+    for qk_norm in (False, True):
+        attn = MaskedAttention(dim, heads, qk_norm)
+        with torch.no_grad():
+            for proj in (attn.q_proj, attn.k_proj):
+                proj.weight.mul_(300.0)  # the weight growth that pushed real-data logits to 6.7e4
+            if qk_norm:
+                attn.log_temperature.fill_(20.0)  # asks for e^20: the cap must hold
+            q = attn.query_factor(attn._split(attn.q_proj(query)))
+            k = attn.key_factor(attn._split(attn.k_proj(key)))
+        largest[qk_norm] = float((q @ k.transpose(-1, -2)).abs().max())
+    assert largest[False] > -MASK_VALUE  # a dot-product logit outgrows the window mask
+    assert largest[True] <= MAX_TEMPERATURE * (1 + 1e-5)  # |cos| <= 1 times the capped temperature
 
 
 def test_mask_actually_limits_what_a_query_sees() -> None:
@@ -134,11 +167,12 @@ def test_block_windows_keep_exactly_each_querys_window(grid: tuple[int, int], wi
     torch.testing.assert_close(dense, window_mask(*grid, window, inside=True), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("qk_norm", [False, True], ids=["dot-product", "cosine"])
 @pytest.mark.parametrize(("grid", "window"), [((8, 8), 7), ((6, 9), 3), ((10, 10), 5), ((7, 11), 5)])
-def test_constant_window_attention_equals_the_masked_form(grid: tuple[int, int], window: int) -> None:
+def test_constant_window_attention_equals_the_masked_form(grid: tuple[int, int], window: int, qk_norm: bool) -> None:
     torch.manual_seed(0)
     dim, length = 32, grid[0] * grid[1]
-    attn = MaskedAttention(dim, 4).eval()
+    attn = MaskedAttention(dim, 4, qk_norm).eval()
     query, reference = torch.randn(2, length, dim), torch.randn(1, length, dim)
     baked = ConstantWindowAttention(attn, reference, reference, grid, window)
     with torch.no_grad():

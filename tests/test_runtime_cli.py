@@ -26,6 +26,7 @@ def line(tmp_path_factory) -> dict[str, Path]:
     return {
         "bundle": make_bundle(root / "bundle").path,
         "bare": make_bundle(root / "bare", thresholds={}).path,
+        "nan": make_bundle(root / "nan", broken=True).path,
         "video": write_video(root / "parts.avi", [i % 5 == 2 for i in range(10)]),
         "root": root,
     }
@@ -48,6 +49,16 @@ def test_bad_input_is_one_line_and_exit_2(line: dict[str, Path], args: list[str]
     assert done.returncode == 2, done.stderr
     errors = [e for e in done.stderr.splitlines() if "error" in e]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in done.stderr
+
+
+def test_a_bundle_that_outputs_nan_stops_at_warm_up_and_keeps_the_log(line: dict[str, Path], tmp_path: Path):
+    log = tmp_path / "r.jsonl"
+    log.write_text('{"type": "event", "event": "stop"}\n')  # an earlier run's record
+    done = _lineside(str(line["nan"]), "--source", str(line["video"]), "--log", str(log), "--quiet")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    errors = [e for e in done.stderr.splitlines() if "error" in e]
+    assert len(errors) == 1 and "warm-up" in errors[0] and "non-finite" in errors[0]
+    assert log.read_text() == '{"type": "event", "event": "stop"}\n'
 
 
 def test_run_writes_summary_and_log(line: dict[str, Path], tmp_path: Path):

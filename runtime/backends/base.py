@@ -76,13 +76,20 @@ class InferenceBackend(ABC):
             raise ValueError(f"this model takes batches of {self.batch_size}, got {images.shape[0]}")
 
     def warmup(self, iterations: int = 3) -> float:
-        """Run `iterations` inferences on blank frames; returns the last latency in milliseconds."""
+        """Run `iterations` inferences on blank frames; returns the last latency in milliseconds.
+
+        A failure here (an error, a NaN score, a wrong shape) is the bundle's or the device's, found before
+        the first part: LinesideError, so the line never starts with a backend that cannot judge parts.
+        """
         height, width = self.input_size
         blank = np.zeros((self.batch_size or 1, height, width, 3), np.uint8)
         elapsed = 0.0
         for _ in range(max(1, iterations)):
             start = time.perf_counter()
-            self.infer(blank)
+            try:
+                self.infer(blank)
+            except BackendError as exc:
+                raise LinesideError(f"{self.name} failed its warm-up on a blank frame: {exc}") from exc
             elapsed = (time.perf_counter() - start) * 1000.0
         return elapsed
 

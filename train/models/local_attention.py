@@ -16,6 +16,15 @@ from torch import nn
 # Large finite negative instead of -inf: exp() of it underflows to exactly 0 in FP32, it stays
 # representable in FP16 (max 65504), and a row can never turn into NaN.
 MASK_VALUE = -1.0e4
+# Cosine attention (`qk_norm`): logits are cos(q, k) times a learnt per-head temperature capped here
+# (Swin Transformer V2's bound), so no logit can reach the mask and nothing overflows FP16 or an INT8 scale.
+MAX_TEMPERATURE = 100.0
+INITIAL_TEMPERATURE = 10.0
+
+
+def unit_vectors(x: torch.Tensor) -> torch.Tensor:
+    """x / |x| over the last dim, written as Mul + ReduceSum + Sqrt + Div so every exporter and TensorRT take it."""
+    return x / (x * x).sum(dim=-1, keepdim=True).clamp_min(1e-12).sqrt()
 
 
 def window_mask(height: int, width: int, window: int, *, inside: bool, key_pool: int = 1) -> torch.Tensor:
@@ -66,9 +75,14 @@ class TokenPool(nn.Module):
 
 
 class MaskedAttention(nn.Module):
-    """Multi-head attention with separate query/key/value inputs and an additive (L, L) mask."""
+    """Multi-head attention with separate query/key/value inputs and an additive (L, L) mask.
 
-    def __init__(self, dim: int, heads: int) -> None:
+    Logits are q.k / sqrt(d) (the transformer's form) or, with `qk_norm`, cos(q, k) times a learnt
+    per-head temperature <= `MAX_TEMPERATURE` (cosine attention, Swin Transformer V2): bounded whatever
+    the weights learn.
+    """
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool = False) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by {heads} heads")
@@ -78,18 +92,36 @@ class MaskedAttention(nn.Module):
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
+        self.log_temperature = (
+            nn.Parameter(torch.full((heads, 1, 1), math.log(INITIAL_TEMPERATURE))) if qk_norm else None
+        )
+
+    @property
+    def qk_norm(self) -> bool:
+        """Whether the logits are bounded cosines (see the class docstring)."""
+        return self.log_temperature is not None
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, heads, L, D/heads)
         batch, length, dim = x.shape
         return x.reshape(batch, length, self.heads, dim // self.heads).transpose(1, 2)
 
+    def query_factor(self, q: torch.Tensor) -> torch.Tensor:
+        """Per-head queries (B, h, L, d) as they enter the logit: unchanged, or unit vectors (`qk_norm`)."""
+        return unit_vectors(q) if self.qk_norm else q
+
+    def key_factor(self, k: torch.Tensor) -> torch.Tensor:
+        """Per-head keys (., h, K, d) as they enter the logit: k / sqrt(d), or temperature * unit(k) (`qk_norm`)."""
+        if self.log_temperature is None:
+            return k * self.scale
+        return unit_vectors(k) * self.log_temperature.clamp(max=math.log(MAX_TEMPERATURE)).exp()
+
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Attend `query` (B, L, D) over `key`/`value` (B or 1, K, D) with `mask` (L, K); returns (B, L, D)."""
-        q = self._split(self.q_proj(query))  # (B, h, L, d)
-        k = self._split(self.k_proj(key)).expand(q.shape[0], -1, -1, -1)  # (B, h, L, d)
-        v = self._split(self.v_proj(value)).expand(q.shape[0], -1, -1, -1)  # (B, h, L, d)
-        # softmax(q k^T * scale + mask) v; fused on CPU/GPU in training, MatMul + Add + Softmax in ONNX
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)  # (B, h, L, d)
+        q = self.query_factor(self._split(self.q_proj(query)))  # (B, h, L, d)
+        k = self.key_factor(self._split(self.k_proj(key))).expand(q.shape[0], -1, -1, -1)  # (B, h, K, d)
+        v = self._split(self.v_proj(value)).expand(q.shape[0], -1, -1, -1)  # (B, h, K, d)
+        # softmax(q k^T + mask) v; fused on CPU/GPU in training, MatMul + Add + Softmax in ONNX
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)  # (B, h, L, d)
         batch, heads, length, head_dim = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, heads * head_dim))  # (B, L, D)
 
@@ -134,9 +166,9 @@ class ConstantWindowAttention(nn.Module):
     ) -> None:
         super().__init__()
         self.heads, self.q_proj, self.out_proj = attention.heads, attention.q_proj, attention.out_proj
-        self.grid, self.side = grid, block_side(*grid)
+        self.grid, self.side, self.unit_queries = grid, block_side(*grid), attention.qk_norm
         with torch.no_grad():
-            keys = attention._split(attention.k_proj(key))[0] * attention.scale  # (h, L, d), scale folded in
+            keys = attention.key_factor(attention._split(attention.k_proj(key)))[0]  # (h, L, d), its factor folded in
             values = attention._split(attention.v_proj(value))[0]  # (h, L, d)
         index, mask = block_windows(*grid, window, self.side)  # (n, U), (n, side^2, U)
         self.register_buffer("keys", keys[:, index].transpose(-1, -2).contiguous())  # (h, n, d, U)
@@ -159,7 +191,8 @@ class ConstantWindowAttention(nn.Module):
         """`query` (B, L, D) -> (B, L, D)."""
         q = self.q_proj(query)
         batch, length, dim = q.shape
-        q = self._to_blocks(q.reshape(batch, length, self.heads, dim // self.heads).transpose(1, 2))  # (B, h, n, s, d)
+        q = q.reshape(batch, length, self.heads, dim // self.heads).transpose(1, 2)  # (B, h, L, d)
+        q = self._to_blocks(unit_vectors(q) if self.unit_queries else q)  # (B, h, n, s, d)
         weights = torch.softmax(q @ self.keys + self.mask, dim=-1)  # (B, h, n, s, U)
         out = self._from_blocks(weights @ self.values)  # (B, h, L, d)
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))  # (B, L, D)

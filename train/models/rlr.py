@@ -23,6 +23,9 @@ energy) of the whole image and swamps the cosine term by ~30x; and each level's 
 per position with the mean and standard deviation of the training good images' own error maps
 (`fit_statistics`, after training, no test image read), so a level or an image region that reconstructs
 poorly on every good part (stochastic fine texture at stride 8, borders) stops raising false alarms.
+Both attentions are cosine attentions with a capped per-head temperature (`qk_norm`): trained with
+q.k / sqrt(d), the logits grew to 6.7e4 on real data, past the window mask, so the exported graph no
+longer matched the model.
 """
 
 from __future__ import annotations
@@ -69,11 +72,11 @@ def sincos_2d(dim: int, height: int, width: int) -> torch.Tensor:
 class ReferenceLayer(nn.Module):
     """One RLR decoder layer: LN(2 * LCA + MLKA), then a residual FFN and LN."""
 
-    def __init__(self, dim: int, heads: int, ffn_ratio: int, key_pool: TokenPool) -> None:
+    def __init__(self, dim: int, heads: int, ffn_ratio: int, key_pool: TokenPool, qk_norm: bool) -> None:
         super().__init__()
         self.key_pool = key_pool  # MLKA's keys and values, pooled (identity at factor 1, the paper's form)
-        self.lca = MaskedAttention(dim, heads)
-        self.mlka = MaskedAttention(dim, heads)
+        self.lca = MaskedAttention(dim, heads, qk_norm)
+        self.mlka = MaskedAttention(dim, heads, qk_norm)
         self.norm1 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, dim * ffn_ratio), nn.GELU(), nn.Linear(dim * ffn_ratio, dim))
         self.norm2 = nn.LayerNorm(dim)
@@ -101,6 +104,7 @@ class ReferenceDecoder(nn.Module):
         layers: int,
         ffn_ratio: int,
         key_pool: int = 1,
+        qk_norm: bool = False,
     ) -> None:
         super().__init__()
         height, width = grid
@@ -112,7 +116,7 @@ class ReferenceDecoder(nn.Module):
         self.register_buffer("lca_mask", window_mask(height, width, window, inside=True), persistent=False)
         mlka_mask = window_mask(height, width, window, inside=False, key_pool=key_pool)  # (L, L / key_pool^2)
         self.register_buffer("mlka_mask", mlka_mask, persistent=False)
-        self.layers = nn.ModuleList(ReferenceLayer(dim, heads, ffn_ratio, pool) for _ in range(layers))
+        self.layers = nn.ModuleList(ReferenceLayer(dim, heads, ffn_ratio, pool, qk_norm) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.project = nn.Linear(dim, channels)
         self.grid, self.window = (height, width), window
@@ -166,7 +170,7 @@ class RLRConfig:
     """RLR hyper-parameters (defaults: the edge preset, but for `key_pools`, `map_error`, `standardise`).
 
     Levels are strides 8 and 16. `key_pools` pools MLKA's keys and values per level (1 = the paper's form);
-    the edge preset pools the stride-8 level 2x2. These three default to the paper's form so that
+    the edge preset pools the stride-8 level 2x2. These four default to the paper's form so that
     checkpoints written before they existed load and score as trained.
     """
 
@@ -183,6 +187,7 @@ class RLRConfig:
     blur_sigma: float = 4.0
     map_error: str = "mse+cos"  # per-token map error: "mse+cos" (the paper) or "cos"
     standardise: bool = False  # z-score each level's map per position with good training statistics
+    qk_norm: bool = False  # cosine attention with a capped temperature: logits bounded (see `MaskedAttention`)
     epochs: int = 10
     lr: float = 5e-3
     batch_size: int = 4
@@ -192,12 +197,13 @@ PRESETS: dict[str, RLRConfig] = {
     # tests and smoke runs: Lite0 (real weights), 128 px, one narrow layer
     "tiny": RLRConfig(
         backbone="efficientnet_lite0", input_size=(128, 128), dims=(32, 64), heads=4, layers=1, ffn_ratio=2,
-        map_error="cos", standardise=True, epochs=30, lr=5e-3, batch_size=8,
+        map_error="cos", standardise=True, qk_norm=True, epochs=30, lr=5e-3, batch_size=8,
     ),
     # the edge default: Lite2 (real weights), 256 px, one layer per level, trained on CPU from cached features;
     # MLKA reads 2x2-pooled keys/values at stride 8: a quarter of its dense (L, L) attention, which stays float in INT8;
-    # the map is (1 - cos), standardised per position with good training statistics (real data: docs/models.md)
-    "edge": RLRConfig(key_pools=(2, 1), map_error="cos", standardise=True),
+    # the map is (1 - cos), standardised per position with good training statistics (real data: docs/models.md);
+    # cosine attention bounds the logits (unbounded ones reached 6.7e4 on real data, past the window mask)
+    "edge": RLRConfig(key_pools=(2, 1), map_error="cos", standardise=True, qk_norm=True),
     # the paper: EfficientNet-B6 from a user weights file, 4 layers, widths 256/512, 200 epochs, batch 4, lr 1e-4
     "paper": RLRConfig(
         backbone="efficientnet_b6", input_size=(256, 256), dims=(256, 512), heads=8, layers=4, ffn_ratio=4,
@@ -234,7 +240,7 @@ class RLR(AnomalyModel):
                 f"RLR needs the last two {config.backbone} levels at strides 8 and 16 of {self.input_size}"
             )
         self.decoders = nn.ModuleList(
-            ReferenceDecoder(c, dim, (h, w), win, config.heads, config.layers, config.ffn_ratio, pool)
+            ReferenceDecoder(c, dim, (h, w), win, config.heads, config.layers, config.ffn_ratio, pool, config.qk_norm)
             for (_, c, h, w), dim, win, pool in zip(levels, config.dims, config.windows, config.key_pools, strict=True)
         )
         self.map_tail = UpsampleBlur(self.input_size, config.blur_sigma, align_corners=True)
