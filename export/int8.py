@@ -326,8 +326,7 @@ def quantize_with_fallback(
     while True:
         extra = [name for group in (groups or [])[:used] for name in group]
         if attempt(extra, ""):
-            trials = iter(range(MAX_TRIMS))
-            kept = trim_fallback(extra, lambda half: attempt(half, f"_trim{next(trials)}"), MAX_TRIMS)
+            kept = trim_fallback(extra, lambda half: attempt(half, f"_{len(attempts)}"), MAX_TRIMS)
             return Int8Result(accepted[tuple(kept)], base_exclude + kept, kept, attempts)
         if groups is None:
             groups = ranking()
