@@ -167,7 +167,7 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class RLRConfig:
-    """RLR hyper-parameters (defaults: the edge preset, but for `key_pools`, `map_error`, `standardise`).
+    """RLR hyper-parameters (defaults: the edge preset, but for `key_pools`, `map_error`, `standardise`, `qk_norm`).
 
     Levels are strides 8 and 16. `key_pools` pools MLKA's keys and values per level (1 = the paper's form);
     the edge preset pools the stride-8 level 2x2. These four default to the paper's form so that
