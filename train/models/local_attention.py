@@ -23,7 +23,7 @@ INITIAL_TEMPERATURE = 10.0
 
 
 def unit_vectors(x: torch.Tensor) -> torch.Tensor:
-    """x / |x| over the last dim, written as Mul + ReduceSum + Sqrt + Div so every exporter and TensorRT take it."""
+    """x / |x| over the last dim, written out (Mul, ReduceSum, Sqrt, Div) like RLR's `_cosine`: plain ONNX ops."""
     return x / (x * x).sum(dim=-1, keepdim=True).clamp_min(1e-12).sqrt()
 
 
