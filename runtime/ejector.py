@@ -262,7 +262,7 @@ class Ejector:
         for window in self._windows:
             if output_on and window.start <= now and written - window.start <= self.config.pulse_s:
                 window.confirmed = True
-        for window in [w for w in self._windows if w.end <= now]:
+        for window in [w for w in self._windows if w.end <= now and not self._still_held(w, now)]:
             self._windows.remove(window)
             failed = self.actuator.last_failure
             if window.confirmed and (failed is None or failed < window.start):
@@ -278,6 +278,16 @@ class Ejector:
             self.health.report("reject output", error)  # a missed pulse is a fault the PLC must see
             events.append(EjectEvent(window.part_id, self._count(Eject.FAILED), detail={"eject_error": error}))
         return events
+
+    def _still_held(self, window: _Window, now: float) -> bool:
+        """The window's pulse went out late and is still ON (it gets its full width): its OFF write decides it."""
+        on_since = self._on_since
+        return (
+            not self._ended
+            and on_since is not None
+            and window.start <= on_since
+            and now < on_since + self.config.pulse_s
+        )
 
     # ---- the actuation thread ----------------------------------------------------------------------------
     def run(self, stop: threading.Event, abort: threading.Event | None = None) -> None:
