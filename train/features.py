@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from lineside.train.models.base import AnomalyModel, TrainBatch
+from lineside.train.photometric import photometric_looks
 from lineside.train.preprocess import Preprocess
 from lineside.train.synthesis import DefectSynthesizer
 
@@ -37,25 +38,53 @@ class PreparedSet:
     defect_frames: torch.Tensor | None  # (N, V, H, W, 3) uint8
     defect_masks: torch.Tensor | None  # (N, V, H, W) uint8
     defect_features: list[torch.Tensor] | None  # per level (N, V, ...) float16
+    look_frames: torch.Tensor | None = None  # (N, P, H, W, 3) uint8 photometric looks of `frames`
+    look_features: list[torch.Tensor] | None = None  # per level (N, P, ...) float16
 
     def __len__(self) -> int:
         return self.frames.shape[0]
+
+    @property
+    def looks(self) -> int:
+        """Number of photometric looks per image besides the image itself (0 without them)."""
+        return 0 if self.look_frames is None else self.look_frames.shape[1]
 
     @property
     def variants(self) -> int:
         """Number of synthetic defect variants per image (0 without defects)."""
         return 0 if self.defect_frames is None else self.defect_frames.shape[1]
 
-    def batch(self, indices: torch.Tensor, variant: int, preprocess: Preprocess, device: torch.device) -> TrainBatch:
-        """The TrainBatch of `indices`, using defect variant `variant`."""
+    def batch(
+        self,
+        indices: torch.Tensor,
+        variant: int,
+        preprocess: Preprocess,
+        device: torch.device,
+        looks: torch.Tensor | None = None,
+    ) -> TrainBatch:
+        """The TrainBatch of `indices`, using defect variant `variant` and, per image, photometric look
+        `looks[j]` (0: the image itself; None: all 0)."""
 
         def levels(cached: list[torch.Tensor] | None, pick: tuple) -> list[torch.Tensor] | None:
             return None if cached is None else [c[pick].to(device).float() for c in cached]
 
+        def looked(clean: torch.Tensor, jittered: torch.Tensor | None) -> torch.Tensor:
+            out = clean[indices]
+            if jittered is None or looks is None or not bool((looks > 0).any()):
+                return out
+            chosen = looks > 0
+            out = out.clone()
+            out[chosen] = jittered[indices[chosen], looks[chosen] - 1].to(out.dtype)
+            return out
+
+        features = None
+        if self.features is not None:
+            jittered: list[torch.Tensor | None] = [*(self.look_features or [None] * len(self.features))]
+            features = [looked(c, j).to(device).float() for c, j in zip(self.features, jittered, strict=True)]
         batch = TrainBatch(
-            images=preprocess(self.frames[indices].to(device)),
+            images=preprocess(looked(self.frames, self.look_frames).to(device)),
             class_ids=self.class_ids[indices].to(device),
-            features=levels(self.features, (indices,)),
+            features=features,
         )
         if self.defect_frames is not None:
             batch.defect_images = preprocess(self.defect_frames[indices, variant].to(device))
@@ -107,9 +136,14 @@ def prepare(
     synthesizer: DefectSynthesizer | None = None,
     progress: bool = True,
 ) -> PreparedSet:
-    """Synthesise defects (if the model needs them) and cache encoder features (if it allows)."""
+    """Synthesise defects (if the model needs them), photometric looks (if its config asks for
+    `photometric_looks`) and cache encoder features (if it allows)."""
     frames = torch.from_numpy(np.ascontiguousarray(data.images))
     prepared = PreparedSet(frames, torch.from_numpy(data.class_ids.astype(np.int64)), None, None, None, None)
+    looks = int(getattr(model.config, "photometric_looks", 0))
+    if looks > 0:
+        strength = float(model.config.photometric_strength)
+        prepared.look_frames = torch.from_numpy(photometric_looks(data.images, looks, seed, strength, progress))
     if model.needs_defects:
         variants = max(1, int(getattr(model.config, "defect_variants", 1)))
         defects, masks = synthesize_defects(data.images, variants, seed, synthesizer or DefectSynthesizer(), progress)
@@ -122,4 +156,10 @@ def prepare(
                 model, prepared.defect_frames.flatten(0, 1), device, desc="caching defect features", progress=progress
             )
             prepared.defect_features = [level.unflatten(0, (n, v)) for level in flat]
+        if prepared.look_frames is not None:
+            n, p = prepared.look_frames.shape[:2]
+            flat = encode_all(
+                model, prepared.look_frames.flatten(0, 1), device, desc="caching look features", progress=progress
+            )
+            prepared.look_features = [level.unflatten(0, (n, p)) for level in flat]
     return prepared

@@ -88,6 +88,14 @@ def warmup_cosine(total_steps: int, warmup_fraction: float, floor: float = 0.01)
     return factor
 
 
+def _epoch_looks(n: int, looks: int, seed: int, stage: int, epoch: int) -> torch.Tensor | None:
+    """Which photometric look (0: the image itself) each image is seen in this epoch; None without looks."""
+    if looks == 0:
+        return None
+    generator = torch.Generator().manual_seed(seed * 7919 + 1000 * stage + epoch + 0x10C)
+    return torch.randint(0, looks + 1, (n,), generator=generator)
+
+
 def _epoch_indices(n: int, seed: int, stage: int, epoch: int, batch_size: int) -> Iterator[torch.Tensor]:
     """This rank's shuffled batches of one epoch (DistributedSampler shard under torchrun)."""
     rank, world = _distributed()
@@ -223,10 +231,12 @@ class _Stage:
         torch.manual_seed(self.options.seed * 7919 + 1000 * self.index + epoch + 17 * self.rank)
         variant = epoch % max(1, self.prepared.variants)
         batches = list(_epoch_indices(len(self.prepared), self.options.seed, self.index, epoch, self.batch_size))
+        looks = _epoch_looks(len(self.prepared), self.prepared.looks, self.options.seed, self.index, epoch)
         desc = f"{self.stage.name} {epoch + 1}/{self.n_epochs}"
         sums: dict[str, float] = {}
         for indices in (bar := tqdm(batches, desc=desc, disable=not self.options.progress or self.rank != 0)):
-            losses = self._step(self.prepared.batch(indices, variant, self.preprocess, self.device))
+            batch_looks = None if looks is None else looks[indices]
+            losses = self._step(self.prepared.batch(indices, variant, self.preprocess, self.device, batch_looks))
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
             bar.set_postfix(loss=f"{float(losses['loss']):.4f}")

@@ -188,6 +188,8 @@ class RLRConfig:
     map_error: str = "mse+cos"  # per-token map error: "mse+cos" (the paper) or "cos"
     standardise: bool = False  # z-score each level's map per position with good training statistics
     qk_norm: bool = False  # cosine attention with a capped temperature: logits bounded (see `MaskedAttention`)
+    photometric_looks: int = 0  # brightness/contrast looks per training image (lineside.train.photometric)
+    photometric_strength: float = 0.4  # their factors are drawn from U(1 - strength, 1 + strength)
     epochs: int = 10
     lr: float = 5e-3
     batch_size: int = 4
@@ -203,7 +205,8 @@ PRESETS: dict[str, RLRConfig] = {
     # MLKA reads 2x2-pooled keys/values at stride 8: a quarter of its dense (L, L) attention, which stays float in INT8;
     # the map is (1 - cos), standardised per position with good training statistics (real data: docs/models.md);
     # cosine attention bounds the logits (unbounded ones reached 6.7e4 on real data, past the window mask)
-    "edge": RLRConfig(key_pools=(2, 1), map_error="cos", standardise=True, qk_norm=True),
+    # and each image is seen in one of three looks (itself, two brightness/contrast changes) per epoch
+    "edge": RLRConfig(key_pools=(2, 1), map_error="cos", standardise=True, qk_norm=True, photometric_looks=2),
     # the paper: EfficientNet-B6 from a user weights file, 4 layers, widths 256/512, 200 epochs, batch 4, lr 1e-4
     "paper": RLRConfig(
         backbone="efficientnet_b6", input_size=(256, 256), dims=(256, 512), heads=8, layers=4, ffn_ratio=4,
