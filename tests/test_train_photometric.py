@@ -76,3 +76,28 @@ def test_prepared_batches_carry_the_chosen_looks_features():
 def test_the_edge_preset_trains_on_looks_and_the_paper_form_does_not():
     assert PRESETS["edge"].photometric_looks == 2 and PRESETS["edge"].photometric_strength == pytest.approx(0.4)
     assert PRESETS["paper"].photometric_looks == 0
+
+
+def test_defects_are_drawn_on_looks_and_their_clean_image_is_taken_in_the_same_look():
+    from lineside.train.models import build_model
+    from lineside.train.synthesis import DefectSynthesizer
+
+    torch.manual_seed(0)
+    model = build_model("crr", "tiny", ["wood"], random_init_backbone=True, photometric_looks=2, input_size=(96, 96))
+    images = _images(6)
+    prepared = prepare(model, TrainData(images, np.zeros(6, np.int64), ["wood"]), seed=2, device=torch.device("cpu"),
+                       progress=False)  # fmt: skip
+    assert prepared.defect_looks is not None and prepared.look_frames is not None
+    assert prepared.defect_looks.shape == (6, 2) and set(prepared.defect_looks.flatten().tolist()) <= {0, 1, 2}
+    assert len(set(prepared.defect_looks.flatten().tolist())) > 1
+    for i, v in ((0, 0), (3, 1), (5, 0)):
+        look = int(prepared.defect_looks[i, v])
+        base = images[i] if look == 0 else prepared.look_frames[i, look - 1].numpy()
+        drawn, _ = DefectSynthesizer()(base, np.random.default_rng([2, i, v]))
+        assert np.array_equal(prepared.defect_frames[i, v].numpy(), drawn)
+    preprocess = Preprocess(model.mean, model.std)
+    indices = torch.arange(6)
+    batch = prepared.batch(indices, 1, preprocess, torch.device("cpu"), torch.zeros(6, dtype=torch.int64))
+    looks = prepared.defect_looks[:, 1]
+    clean = [images[i] if int(k) == 0 else prepared.look_frames[i, int(k) - 1].numpy() for i, k in enumerate(looks)]
+    assert torch.equal(batch.images, preprocess(torch.from_numpy(np.stack(clean))))  # the loop's looks are ignored

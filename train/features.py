@@ -40,6 +40,7 @@ class PreparedSet:
     defect_features: list[torch.Tensor] | None  # per level (N, V, ...) float16
     look_frames: torch.Tensor | None = None  # (N, P, H, W, 3) uint8 photometric looks of `frames`
     look_features: list[torch.Tensor] | None = None  # per level (N, P, ...) float16
+    defect_looks: torch.Tensor | None = None  # (N, V) int64: the look each defect variant was drawn on
 
     def __len__(self) -> int:
         return self.frames.shape[0]
@@ -63,7 +64,10 @@ class PreparedSet:
         looks: torch.Tensor | None = None,
     ) -> TrainBatch:
         """The TrainBatch of `indices`, using defect variant `variant` and, per image, photometric look
-        `looks[j]` (0: the image itself; None: all 0)."""
+        `looks[j]` (0: the image itself; None: all 0). With defects drawn on looks, the clean image is
+        always taken in the look its defect variant was drawn on (`looks` is then ignored)."""
+        if self.defect_looks is not None:
+            looks = self.defect_looks[indices, variant]
 
         def levels(cached: list[torch.Tensor] | None, pick: tuple) -> list[torch.Tensor] | None:
             return None if cached is None else [c[pick].to(device).float() for c in cached]
@@ -94,16 +98,27 @@ class PreparedSet:
 
 
 def synthesize_defects(
-    images: np.ndarray, variants: int, seed: int, synthesizer: DefectSynthesizer, progress: bool = True
+    images: np.ndarray,
+    variants: int,
+    seed: int,
+    synthesizer: DefectSynthesizer,
+    progress: bool = True,
+    bases: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W, 3) -> defects (N, V, H, W, 3) uint8 and masks (N, V, H, W) uint8; image i, variant v is seeded."""
+    """(N, H, W, 3) -> defects (N, V, H, W, 3) uint8 and masks (N, V, H, W) uint8; image i, variant v is seeded.
+
+    `bases` = (looks (N, V) int, look frames (N, P, H, W, 3)): variant v of image i is drawn on look
+    looks[i, v] of it (0: the image itself).
+    """
     n, h, w, _ = images.shape
     frames = np.empty((n, variants, h, w, 3), dtype=np.uint8)
     masks = np.empty((n, variants, h, w), dtype=np.uint8)
     for i in tqdm(range(n), desc="synthesising defects", unit="img", disable=not progress):
         for v in range(variants):
             rng = np.random.default_rng([seed, i, v])
-            frames[i, v], mask = synthesizer(images[i], rng)
+            look = 0 if bases is None else int(bases[0][i, v])
+            base = images[i] if bases is None or look == 0 else bases[1][i, look - 1]
+            frames[i, v], mask = synthesizer(base, rng)
             masks[i, v] = mask.astype(np.uint8)
     return frames, masks
 
@@ -146,7 +161,13 @@ def prepare(
         prepared.look_frames = torch.from_numpy(photometric_looks(data.images, looks, seed, strength, progress))
     if model.needs_defects:
         variants = max(1, int(getattr(model.config, "defect_variants", 1)))
-        defects, masks = synthesize_defects(data.images, variants, seed, synthesizer or DefectSynthesizer(), progress)
+        bases = None
+        if prepared.look_frames is not None:  # each defect variant is drawn on a random look of its image
+            prepared.defect_looks = torch.randint(0, looks + 1, (len(frames), variants),
+                                                  generator=torch.Generator().manual_seed(seed + 0x10C))  # fmt: skip
+            bases = (prepared.defect_looks.numpy(), prepared.look_frames.numpy())
+        synthesizer = synthesizer or DefectSynthesizer()
+        defects, masks = synthesize_defects(data.images, variants, seed, synthesizer, progress, bases)
         prepared.defect_frames, prepared.defect_masks = torch.from_numpy(defects), torch.from_numpy(masks)
     if model.cache_features:
         prepared.features = encode_all(model, frames, device, desc="caching features", progress=progress)

@@ -47,6 +47,8 @@ class CRRConfig:
     seg_lr: float = 5e-3
     batch_size: int = 8
     defect_variants: int = 2  # pre-synthesised defects per training image (features cached)
+    photometric_looks: int = 0  # brightness/contrast looks per training image (lineside.train.photometric)
+    photometric_strength: float = 0.4  # their factors are drawn from U(1 - strength, 1 + strength)
 
 
 PRESETS: dict[str, CRRConfig] = {
