@@ -3,7 +3,8 @@
 A look multiplies the image by a brightness factor b, then pulls it towards its mean grey by a contrast
 factor c (out = c * img + (1 - c) * mean), both drawn from U(1 - strength, 1 + strength): torchvision's
 ColorJitter brightness and contrast, in a fixed order. The strength (0.4 in the edge preset) is that
-transform's common setting, chosen before any measurement. Look 0 is always the image itself.
+transform's common setting, chosen before any measurement. These are the looks besides the image
+itself, which the training set (`PreparedSet`) counts as look 0.
 """
 
 from __future__ import annotations
