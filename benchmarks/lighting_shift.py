@@ -27,9 +27,9 @@ import numpy as np
 
 from lineside.atomic import atomic_write_json, atomic_write_text
 from lineside.errors import LinesideError
+from lineside.train.photometric import GREY_WEIGHTS
 
 GROUPS = ("train good", "validation good", "test good", "test defect")
-GREY_WEIGHTS = np.array([0.114, 0.587, 0.299], dtype=np.float32)  # BGR -> luma
 
 
 def _light(samples: list) -> tuple[np.ndarray, np.ndarray]:

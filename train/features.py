@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from lineside.train.models.base import AnomalyModel, TrainBatch
-from lineside.train.photometric import photometric_looks
+from lineside.train.photometric import LOOK_SEED, photometric_looks
 from lineside.train.preprocess import Preprocess
 from lineside.train.synthesis import DefectSynthesizer
 
@@ -164,7 +164,7 @@ def prepare(
         bases = None
         if prepared.look_frames is not None:  # each defect variant is drawn on a random look of its image
             prepared.defect_looks = torch.randint(0, looks + 1, (len(frames), variants),
-                                                  generator=torch.Generator().manual_seed(seed + 0x10C))  # fmt: skip
+                                                  generator=torch.Generator().manual_seed(seed + LOOK_SEED))  # fmt: skip
             bases = (prepared.defect_looks.numpy(), prepared.look_frames.numpy())
         synthesizer = synthesizer or DefectSynthesizer()
         defects, masks = synthesize_defects(data.images, variants, seed, synthesizer, progress, bases)

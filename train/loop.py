@@ -25,6 +25,7 @@ from lineside.errors import LinesideError
 from lineside.train.checkpoint import read_checkpoint, save_checkpoint
 from lineside.train.features import PreparedSet, TrainData, prepare
 from lineside.train.models.base import AnomalyModel, TrainBatch, TrainingStage
+from lineside.train.photometric import LOOK_SEED
 from lineside.train.preprocess import Preprocess
 from lineside.train.synthesis import DefectSynthesizer
 
@@ -92,7 +93,7 @@ def _epoch_looks(n: int, looks: int, seed: int, stage: int, epoch: int) -> torch
     """Which photometric look (0: the image itself) each image is seen in this epoch; None without looks."""
     if looks == 0:
         return None
-    generator = torch.Generator().manual_seed(seed * 7919 + 1000 * stage + epoch + 0x10C)
+    generator = torch.Generator().manual_seed(seed * 7919 + 1000 * stage + epoch + LOOK_SEED)
     return torch.randint(0, looks + 1, (n,), generator=generator)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 GREY_WEIGHTS = np.array([0.114, 0.587, 0.299], dtype=np.float32)  # BGR -> luma (ITU-R BT.601)
+LOOK_SEED = 0x10C  # mixed into every seed that draws looks, so they differ from the defect draws of the same seed
 
 
 def photometric_look(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
@@ -29,5 +30,5 @@ def photometric_looks(images: np.ndarray, looks: int, seed: int, strength: float
     out = np.empty((images.shape[0], looks, *images.shape[1:]), dtype=np.uint8)
     for i in tqdm(range(images.shape[0]), desc="photometric looks", unit="img", disable=not progress):
         for k in range(looks):
-            out[i, k] = photometric_look(images[i], np.random.default_rng([seed, i, k, 0x10C]), strength)
+            out[i, k] = photometric_look(images[i], np.random.default_rng([seed, i, k, LOOK_SEED]), strength)
     return out
